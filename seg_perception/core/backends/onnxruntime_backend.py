@@ -1,0 +1,59 @@
+"""ONNX Runtime backend: the CPU reference and the default off-Jetson."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seg_perception.core.artifact import ModelArtifact, ModelLoadError
+from seg_perception.core.backends.base import BackendUnavailable
+
+# Preferred execution providers, best first; only those this onnxruntime build has are used.
+_PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
+
+
+class OnnxRuntimeBackend:
+    name = 'onnxruntime'
+
+    def __init__(self, session, artifact: ModelArtifact):
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._output = session.get_outputs()[0].name
+        self._artifact = artifact
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output], {self._input: batch})[0]
+
+    def describe(self) -> dict[str, str]:
+        import onnxruntime as ort
+
+        return {
+            'backend': self.name,
+            'version': ort.__version__,
+            'providers': ','.join(self._session.get_providers()),
+        }
+
+
+def load(artifact: ModelArtifact, *, threads: int = 0) -> OnnxRuntimeBackend:
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise BackendUnavailable('onnxruntime', f'cannot import onnxruntime ({err})') from err
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(0, threads)
+    options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise
+    providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]
+    try:
+        session = ort.InferenceSession(str(artifact.path), options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
+        raise ModelLoadError(artifact.path, f'not a loadable ONNX model ({err})') from err
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ModelLoadError(artifact.path, f'expected one network input, found {len(inputs)}')
+    shape = inputs[0].shape
+    expected = [1, 3, *artifact.input_size]
+    fixed = len(shape) == 4 and all(
+        not isinstance(d, int) or d == e for d, e in zip(shape, expected, strict=True))
+    if not fixed:
+        raise ModelLoadError(artifact.path, f'network input shape {shape} does not match the '
+                                            f'sidecar input_size (expected {expected})')
+    return OnnxRuntimeBackend(session, artifact)

@@ -1,0 +1,1 @@
+"""rclpy nodes: glue between messages and seg_perception.core."""

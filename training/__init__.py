@@ -1,0 +1,1 @@
+"""PyTorch training stack. Imports seg_perception; never rclpy."""

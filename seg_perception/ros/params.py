@@ -28,7 +28,7 @@ class SegmenterNodeConfig:
     threads: int = 0
     input_transport: str = 'raw'
     qos_reliability: str = 'best_effort'
-    qos_depth: int = 1
+    qos_depth: int = 10
     overlay_alpha: float = 0.5
     binary_threshold: float = 0.0
     drivable_classes: tuple[str, ...] = ('road',)
@@ -56,7 +56,8 @@ _DESCRIPTIONS = {
     'threads': 'CPU threads for inference (0 = library default).',
     'input_transport': 'raw: subscribe to `image` (Image); compressed: `image/compressed`.',
     'qos_reliability': 'Input QoS reliability (best_effort matches camera drivers).',
-    'qos_depth': 'Input QoS history depth; only the newest frame is processed anyway.',
+    'qos_depth': 'Input QoS history depth. Frames that overflow it are lost unseen; the '
+                 'node itself keeps only the newest and counts the rest as dropped.',
     'overlay_alpha': 'Weight of the colour mask in ~/overlay.',
     'binary_threshold': '2-class models: positive where score[1] - score[0] > threshold.',
     'drivable_classes': 'Class names that make up ~/drivable (case-insensitive).',

@@ -1,0 +1,85 @@
+"""Lifecycle behaviour: autostart, managed transitions, and a model that cannot load."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import pytest
+from rcl_interfaces.srv import SetParameters
+
+from test.ros.conftest import NodeProcess
+from test.ros.test_parameters import call, value_msg
+from test.ros.test_segmenter_node import by_stamp, image_msg
+
+
+def test_autostart_with_missing_model_exits_nonzero_naming_the_file(tmp_path):
+    missing = tmp_path / 'absent.onnx'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'seg_perception.ros.segmenter_node', '--ros-args',
+         '-r', '__ns:=/t_missing', '-p', f'model:={missing}'],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f'cannot load model {missing}: file not found' in proc.stderr + proc.stdout
+
+
+def test_managed_node_stays_unconfigured_until_the_model_is_fixed(
+        start_node, ros_node, camvid_model, tmp_path, val_frames):
+    from rcl_interfaces.msg import Parameter
+
+    model = tmp_path / 'later.onnx'
+    proc, probe = start_node('/t_managed', {'model': str(model), 'autostart': False},
+                             outputs=(), connect=False)
+    fqn = proc.fqn
+
+    def state() -> int:
+        return call(ros_node, GetState, f'{fqn}/get_state', GetState.Request()).current_state.id
+
+    def transition(tid: int) -> bool:
+        req = ChangeState.Request(transition=Transition(id=tid))
+        return call(ros_node, ChangeState, f'{fqn}/change_state', req).success
+
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert not transition(Transition.TRANSITION_CONFIGURE)
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert proc.proc.poll() is None, 'a managed node must not exit on a failed configure'
+    assert f'cannot load model {model}: file not found' in proc.output()
+
+    # Fix the file; `model` may change while unconfigured. Configure and activate again.
+    shutil.copy(camvid_model, model)
+    shutil.copy(camvid_model.with_suffix('.yaml'), model.with_suffix('.yaml'))
+    req = SetParameters.Request(parameters=[Parameter(name='model', value=value_msg(str(model)))])
+    assert call(ros_node, SetParameters, f'{fqn}/set_parameters', req).results[0].successful
+    assert transition(Transition.TRANSITION_CONFIGURE)
+    assert state() == State.PRIMARY_STATE_INACTIVE
+    assert transition(Transition.TRANSITION_ACTIVATE)
+    assert state() == State.PRIMARY_STATE_ACTIVE
+    probe.subscribe('labels')
+    probe.wait_connected()
+    probe.image_pub.publish(image_msg(val_frames[0][1], 7000))
+    probe.wait_for(lambda p: by_stamp(p, 'labels', 7000), what='labels after activation')
+
+    # Deactivated: no outputs, frames are not processed.
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    probe.image_pub.publish(image_msg(val_frames[0][1], 7001))
+    with pytest.raises(AssertionError, match='timed out'):
+        probe.wait_for(lambda p: by_stamp(p, 'labels', 7001), timeout=2.0)
+    assert transition(Transition.TRANSITION_CLEANUP)
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+
+
+def test_sigterm_exits_cleanly(camvid_model):
+    proc = NodeProcess('/t_sigterm', {'model': str(camvid_model)})
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while 'listening on' not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 'listening on /t_sigterm/image' in proc.output()
+    finally:
+        code = proc.stop()
+    assert code in (0, -15), proc.output()

@@ -1,0 +1,124 @@
+"""Parameter validation through the real parameter services of a running node."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
+import rclpy
+
+from seg_perception.ros.params import SegmenterNodeConfig
+
+
+def call(node, srv_type, name, request, timeout=10.0):
+    client = node.create_client(srv_type, name)
+    try:
+        assert client.wait_for_service(timeout_sec=timeout), f'no service {name}'
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert future.done(), f'{name} did not answer'
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
+def value_msg(value) -> ParameterValue:
+    return rclpy.parameter.Parameter('x', value=value).get_parameter_value()
+
+
+@pytest.fixture(scope='module')
+def param_node(start_node, camvid_model, ros_node):
+    proc, probe = start_node('/t_params', {'model': str(camvid_model)},
+                             outputs=('labels', 'overlay', 'drivable'))
+
+    def set_param(name, value):
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=value_msg(value))])
+        return call(ros_node, SetParameters, f'{proc.fqn}/set_parameters', req).results[0]
+
+    def get_param(name):
+        req = GetParameters.Request(names=[name])
+        value = call(ros_node, GetParameters, f'{proc.fqn}/get_parameters', req).values[0]
+        return rclpy.parameter.parameter_value_to_python(value)
+
+    return proc, set_param, get_param, probe
+
+
+@pytest.mark.parametrize('name,value,reason', [
+    ('overlay_alpha', 1.5, 'overlay_alpha'),
+    ('drivable_bottom_band', 0.0, 'drivable_bottom_band'),
+    ('drivable_smoothing_frames', 0, 'drivable_smoothing_frames'),
+    ('qos_depth', 0, 'qos_depth'),
+    ('backend', 'cuda', 'backend must be one of auto, onnxruntime, torch'),
+    ('input_transport', 'theora', 'input_transport must be one of raw, compressed'),
+    ('model', 'other.onnx', 'model is read on configure'),
+    ('drivable_classes', ['Lava'], "class 'Lava' is not in class set 'camvid11'"),
+    ('drivable_classes', [''], 'at least one class name'),
+    ('overlay_alpha', 'half', 'Wrong parameter type'),
+])
+def test_invalid_values_are_rejected_with_reason_and_nothing_changes(param_node, name, value,
+                                                                     reason):
+    _, set_param, get_param, _ = param_node
+    before = get_param(name)
+    result = set_param(name, value)
+    assert not result.successful
+    assert reason in result.reason
+    assert get_param(name) == before
+
+
+def test_valid_runtime_values_are_accepted(param_node):
+    _, set_param, get_param, _ = param_node
+    assert set_param('overlay_alpha', 0.3).successful
+    assert get_param('overlay_alpha') == pytest.approx(0.3)
+    assert set_param('drivable_classes', ['Road', 'Pavement']).successful
+    assert get_param('drivable_classes') == ['Road', 'Pavement']
+    assert set_param('binary_threshold', 1.25).successful
+
+
+def test_every_parameter_has_a_descriptor_with_ranges(param_node, ros_node):
+    proc, _, _, _ = param_node
+    names = list(SegmenterNodeConfig.__dataclass_fields__)
+    req = DescribeParameters.Request(names=names)
+    descriptors = call(ros_node, DescribeParameters, f'{proc.fqn}/describe_parameters',
+                       req).descriptors
+    by_name = {d.name: d for d in descriptors}
+    assert set(by_name) == set(names)
+    assert all(d.description for d in descriptors)
+    alpha = by_name['overlay_alpha'].floating_point_range[0]
+    assert (alpha.from_value, alpha.to_value) == (0.0, 1.0)
+    assert by_name['qos_depth'].integer_range[0].from_value == 1
+    assert 'onnxruntime' in by_name['backend'].additional_constraints
+    assert by_name['drivable_classes'].type == ParameterType.PARAMETER_STRING_ARRAY
+
+
+def test_runtime_changes_take_effect_on_the_next_frame(param_node, val_frames):
+    import numpy as np
+
+    from seg_perception.core.classes import load_class_set
+    from test.ros.test_segmenter_node import by_stamp, image_msg, labels_of
+
+    _, set_param, _, probe = param_node
+    rgb = val_frames[0][1]
+
+    def run(stamp):
+        probe.image_pub.publish(image_msg(rgb, stamp))
+        probe.wait_for(lambda p: by_stamp(p, 'overlay', stamp) and by_stamp(p, 'drivable', stamp)
+                       and by_stamp(p, 'labels', stamp), what=f'frame {stamp}')
+        overlay = np.frombuffer(by_stamp(probe, 'overlay', stamp)[0].data, np.uint8)
+        return (labels_of(by_stamp(probe, 'labels', stamp)[0]), overlay.reshape(rgb.shape),
+                labels_of(by_stamp(probe, 'drivable', stamp)[0]))
+
+    assert set_param('overlay_alpha', 0.0).successful
+    _, overlay, _ = run(6000)
+    np.testing.assert_array_equal(overlay, rgb)
+    assert set_param('overlay_alpha', 1.0).successful
+    assert set_param('drivable_classes', ['Sky', 'Building', 'Road', 'Tree']).successful
+    assert set_param('drivable_bottom_band', 1.0).successful
+    assert set_param('drivable_close_kernel', 0).successful
+    assert set_param('drivable_open_kernel', 0).successful
+    labels, overlay, drivable = run(6001)
+    np.testing.assert_array_equal(overlay, load_class_set('camvid11').palette[labels])
+    np.testing.assert_array_equal(drivable > 0, np.isin(labels, [0, 1, 3, 5]))

@@ -33,3 +33,13 @@ def array_to_image_msg(array: np.ndarray, header: Header, encoding: str | None =
     msg.step = msg.width * channels
     msg.data = np.ascontiguousarray(array).tobytes()
     return msg
+
+
+def output_array(msg: Image) -> np.ndarray:
+    """View of a mono8 / rgb8 output image as (H, W) or (H, W, 3) uint8 (no copy)."""
+    channels = {'mono8': 1, 'rgb8': 3, 'bgr8': 3}.get(msg.encoding)
+    if channels is None or msg.step != msg.width * channels:
+        raise ValueError(f'expected a packed mono8 / rgb8 image, got {msg.encoding} '
+                         f'step {msg.step} width {msg.width}')
+    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
+    return np.frombuffer(msg.data, np.uint8).reshape(shape)

@@ -26,10 +26,10 @@ from seg_perception.core.artifact import ModelLoadError
 from seg_perception.core.backends import BackendUnavailable
 from seg_perception.core.drivable import DrivableArea, DrivableConfig
 from seg_perception.core.image_codec import ImageRejected
+from seg_perception.core.outputs import render_outputs
 from seg_perception.core.paths import resolve_model_path
 from seg_perception.core.segmenter import Segmenter
 from seg_perception.core.stats import FrameStats
-from seg_perception.core.visualize import colorize, overlay
 from seg_perception.ros.conversions import array_to_image_msg, image_msg_to_array
 from seg_perception.ros.params import (
     LOAD_TIME,
@@ -244,22 +244,13 @@ class SegmenterNode(LifecycleNode):
         wanted = {name for name, pub in pubs.items() if pub.get_subscription_count() > 0}
         result = segmenter(image.pixels, bgr=image.bgr, confidence='confidence' in wanted)
         header = msg.header
-        outputs = {'labels': (result.labels, 'mono8')}
-        if wanted & {'color', 'overlay'}:
-            color = colorize(result.labels, segmenter.class_set)
-            if 'color' in wanted:
-                outputs['color'] = (color, 'rgb8')
-            if 'overlay' in wanted:
-                outputs['overlay'] = (overlay(image.rgb(), color, cfg.overlay_alpha), 'rgb8')
-        if 'confidence' in wanted:
-            outputs['confidence'] = (result.confidence, 'mono8')
-        if result.mask is not None and 'mask' in wanted:
-            outputs['mask'] = (result.mask, 'mono8')
-        if self._drivable is not None and 'drivable' in wanted:
-            with self._drivable_lock:
-                outputs['drivable'] = (self._drivable(result.labels), 'mono8')
-        for name, (array, encoding) in outputs.items():
-            pubs[name].publish(array_to_image_msg(array, header, encoding))
+        # Labels first, always: they are what downstream consumers wait for.
+        pubs['labels'].publish(array_to_image_msg(result.labels, header))
+        with self._drivable_lock:
+            outputs = render_outputs(result, image.rgb(), wanted - {'labels'},
+                                     segmenter.class_set, self._drivable, cfg.overlay_alpha)
+        for name, array in outputs.items():
+            pubs[name].publish(array_to_image_msg(array, header))
         done = time.monotonic()
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         age_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6

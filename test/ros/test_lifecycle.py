@@ -11,7 +11,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
 from rcl_interfaces.srv import SetParameters
 
-from test.ros.conftest import NodeProcess
+from test.ros.conftest import NodeProcess, node_log
 from test.ros.test_parameters import call, value_msg
 from test.ros.test_segmenter_node import by_stamp, image_msg
 
@@ -72,7 +72,7 @@ def test_managed_node_stays_unconfigured_until_the_model_is_fixed(
 
 
 def test_sigterm_exits_cleanly(camvid_model):
-    proc = NodeProcess('/t_sigterm', {'model': str(camvid_model)})
+    proc = NodeProcess('/t_sigterm', {'model': str(camvid_model)}, node_log('/t_sigterm'))
     try:
         import time
 

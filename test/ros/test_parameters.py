@@ -98,6 +98,7 @@ def test_runtime_changes_take_effect_on_the_next_frame(param_node, val_frames):
     import numpy as np
 
     from seg_perception.core.classes import load_class_set
+    from seg_perception.ros.conversions import output_array
     from test.ros.test_segmenter_node import by_stamp, image_msg, labels_of
 
     _, set_param, _, probe = param_node
@@ -107,8 +108,8 @@ def test_runtime_changes_take_effect_on_the_next_frame(param_node, val_frames):
         probe.image_pub.publish(image_msg(rgb, stamp))
         probe.wait_for(lambda p: by_stamp(p, 'overlay', stamp) and by_stamp(p, 'drivable', stamp)
                        and by_stamp(p, 'labels', stamp), what=f'frame {stamp}')
-        overlay = np.frombuffer(by_stamp(probe, 'overlay', stamp)[0].data, np.uint8)
-        return (labels_of(by_stamp(probe, 'labels', stamp)[0]), overlay.reshape(rgb.shape),
+        overlay = output_array(by_stamp(probe, 'overlay', stamp)[0])
+        return (labels_of(by_stamp(probe, 'labels', stamp)[0]), overlay,
                 labels_of(by_stamp(probe, 'drivable', stamp)[0]))
 
     assert set_param('overlay_alpha', 0.0).successful

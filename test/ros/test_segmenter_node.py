@@ -8,7 +8,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_perception.core.segmenter import Segmenter
-from seg_perception.ros.conversions import array_to_image_msg
+from seg_perception.ros.conversions import array_to_image_msg, output_array
 from test.ros.conftest import OUTPUTS
 
 
@@ -28,12 +28,12 @@ def header_for(stamp_sec: int, frame_id: str):
 
 
 def labels_of(msg: Image) -> np.ndarray:
-    assert msg.encoding == 'mono8' and msg.step == msg.width
-    return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width)
+    assert msg.encoding == 'mono8'
+    return output_array(msg)
 
 
 def by_stamp(probe, output: str, sec: int):
-    return [m for m in probe.received[output] if m.header.stamp.sec == sec]
+    return probe.by_stamp(output, sec)
 
 
 @pytest.fixture(scope='module')
@@ -62,9 +62,8 @@ def test_raw_frame_gives_offline_pixels_with_input_header(raw_node, camvid_model
             msg = by_stamp(probe, output, stamp)[0]
             assert (msg.height, msg.width, msg.encoding) == (*rgb.shape[:2], encoding_out)
             assert msg.header.frame_id == f'cam_{i}'
-        color = np.frombuffer(by_stamp(probe, 'color', stamp)[0].data, np.uint8)
-        np.testing.assert_array_equal(
-            color.reshape(rgb.shape), offline.class_set.palette[expected.labels])
+        color = output_array(by_stamp(probe, 'color', stamp)[0])
+        np.testing.assert_array_equal(color, offline.class_set.palette[expected.labels])
         conf = by_stamp(probe, 'confidence', stamp)[0]
         np.testing.assert_array_equal(labels_of(conf), expected.confidence)
         drivable = labels_of(by_stamp(probe, 'drivable', stamp)[0])

@@ -1,0 +1,131 @@
+"""Node overhead benchmark: end-to-end latency minus the backend's own inference time.
+
+For each input size the segmenter runs in its own process; this process publishes frames one
+at a time (stamp = publish time), waits for `~/labels`, and takes the latency from the stamp
+to the arrival. The node's /diagnostics give, over the same frames, the backend time alone
+and the time from its callback to its last publish. Overhead = e2e p50 - backend p50.
+
+    python -m seg_perception.tools.bench_node [--model M] [--sizes 480x640 720x1280]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import tempfile
+import threading
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from seg_perception.core.paths import resolve_model_path
+from seg_perception.tools.demo import DEFAULT_MODEL, find_camvid, pick_frames
+from seg_perception.tools.ros_env import apply_ros_environment
+
+ALL_OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable')
+
+
+def run_case(node, model: Path, size: tuple[int, int], outputs: tuple[str, ...],
+             frames: list[np.ndarray], count: int, warmup: int, tag: str) -> dict:
+    from std_msgs.msg import Header
+
+    from seg_perception.ros.conversions import array_to_image_msg
+    from seg_perception.ros.frame_client import FrameClient
+    from seg_perception.tools.node_process import NodeProcess
+
+    namespace = f'/bench_{tag}'
+    log = Path(tempfile.gettempdir()) / 'seg_perception_bench' / f'{tag}.log'
+    proc = NodeProcess(namespace, {'model': str(model), 'qos_reliability': 'reliable'}, log)
+    client = FrameClient(node, namespace)
+    client.subscribe(*outputs)
+    client.subscribe_diagnostics()
+    images = [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for f in frames]
+    latencies = []
+    try:
+        client.wait_connected()
+        for i in tqdm(range(warmup + count), desc=f'{tag}', unit='frame', leave=False):
+            msg = array_to_image_msg(images[i % len(images)], Header(frame_id='bench'), 'rgb8')
+            header = msg.header
+            # Stamped as a camera driver would: when the frame is ready to go out.
+            now = time.time()
+            header.stamp.sec, header.stamp.nanosec = int(now), int((now % 1) * 1e9)
+            client.image_pub.publish(msg)
+            key = ('labels', header.stamp.sec, header.stamp.nanosec)
+            client.wait_for(lambda c, k=key, o=outputs, h=header: all(
+                c.by_stamp(x, h.stamp.sec, h.stamp.nanosec) for x in o), what='outputs')
+            if i >= warmup:
+                stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+                latencies.append((client.arrival[key] - stamp) * 1e3)
+            client.clear()
+        diag = client.last_diagnostics()
+    finally:
+        client.close()
+        proc.stop()
+    e2e = float(np.percentile(latencies, 50))
+    backend = float(diag['inference_p50_ms'])
+    return {
+        'size': f'{size[0]}x{size[1]}', 'outputs': list(outputs), 'frames': len(latencies),
+        'e2e_p50_ms': e2e, 'e2e_p99_ms': float(np.percentile(latencies, 99)),
+        'backend_p50_ms': backend,
+        'node_processing_p50_ms': float(diag['processing_p50_ms']),
+        'overhead_ms': e2e - backend, 'overhead_fraction': (e2e - backend) / e2e,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', default=DEFAULT_MODEL)
+    parser.add_argument('--sizes', nargs='+', default=['480x640', '720x1280'], help='H x W')
+    parser.add_argument('--frames', type=int, default=100)
+    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--data', help='CamVid root (frames are resized to each size)')
+    parser.add_argument('--json', type=Path, help='also write the results here')
+    parser.add_argument('--domain-id', type=int, default=38)
+    args = parser.parse_args(argv)
+
+    model = resolve_model_path(args.model)
+    root = find_camvid(args.data)
+    frames = [np.ascontiguousarray(cv2.imread(str(root / 'val' / n))[:, :, ::-1])
+              for n in pick_frames(root, 10)]
+    apply_ros_environment(args.domain_id, Path(tempfile.gettempdir()) / 'seg_perception_bench')
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    rclpy.init()
+    node = rclpy.create_node('seg_perception_bench')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    results = []
+    try:
+        for size_text in args.sizes:
+            size = tuple(int(v) for v in size_text.split('x'))
+            for outputs, name in ((('labels',), 'labels'), (ALL_OUTPUTS, 'all')):
+                tag = f'{size[0]}x{size[1]}_{name}'
+                results.append(run_case(node, model, size, outputs, frames, args.frames,
+                                        args.warmup, tag))
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()
+    print(f'\nmodel {model.name}; {args.frames} frames per case, one in flight at a time\n')
+    print(f'{"size":>9} {"outputs":>7} {"e2e p50":>8} {"e2e p99":>8} {"backend":>8} '
+          f'{"in-node":>8} {"overhead":>9} {"share":>6}')
+    for r in results:
+        outs = 'labels' if len(r['outputs']) == 1 else 'all'
+        print(f'{r["size"]:>9} {outs:>7} {r["e2e_p50_ms"]:7.2f}ms {r["e2e_p99_ms"]:7.2f}ms '
+              f'{r["backend_p50_ms"]:7.2f}ms {r["node_processing_p50_ms"]:7.2f}ms '
+              f'{r["overhead_ms"]:8.2f}ms {100 * r["overhead_fraction"]:5.1f}%')
+    print('\nin-node = node callback -> last publish; overhead = e2e p50 - backend p50 '
+          '(DDS both ways, conversion, pre/post-processing)')
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -50,6 +50,7 @@ class FrameStats:
         self._latency: deque[float] = deque(maxlen=latency_window)
         self._processing: deque[float] = deque(maxlen=latency_window)
         self._inference: deque[float] = deque(maxlen=latency_window)
+        self._wait: deque[float] = deque(maxlen=latency_window)
 
     def on_received(self, dropped_previous: bool) -> None:
         with self._lock:
@@ -67,14 +68,17 @@ class FrameStats:
             self.errors += 1
             self.last_error = error
 
-    def on_processed(self, latency_ms: float, processing_ms: float, inference_ms: float) -> None:
-        """Args: stamp -> publish, receive -> publish, and backend time, all in ms."""
+    def on_processed(self, latency_ms: float, processing_ms: float, inference_ms: float,
+                     wait_ms: float) -> None:
+        """Args, in ms: header stamp -> last publish, callback -> last publish, backend time,
+        and callback -> picked up by the worker."""
         with self._lock:
             self.processed += 1
             self._out.tick(self._clock())
             self._latency.append(latency_ms)
             self._processing.append(processing_ms)
             self._inference.append(inference_ms)
+            self._wait.append(wait_ms)
 
     def snapshot(self) -> dict[str, float | int | str]:
         with self._lock:
@@ -89,7 +93,7 @@ class FrameStats:
                 'output_rate_hz': self._out.rate(now),
             }
             for name, values in (('latency', self._latency), ('processing', self._processing),
-                                 ('inference', self._inference)):
+                                 ('inference', self._inference), ('wait', self._wait)):
                 p50, p99 = percentiles(values, (50, 99))
                 snap[f'{name}_p50_ms'] = p50
                 snap[f'{name}_p99_ms'] = p99

@@ -17,7 +17,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -237,6 +237,7 @@ class SegmenterNode(LifecycleNode):
                                         throttle_duration_sec=_THROTTLE_S)
 
     def _process(self, msg, received: float) -> None:
+        started = time.monotonic()
         segmenter, pubs, cfg = self._segmenter, self._pubs, self.config
         if segmenter is None:
             return
@@ -254,7 +255,8 @@ class SegmenterNode(LifecycleNode):
         done = time.monotonic()
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         age_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
-        self.stats.on_processed(age_ms, (done - received) * 1e3, result.inference_ms)
+        self.stats.on_processed(age_ms, (done - received) * 1e3, result.inference_ms,
+                                (started - received) * 1e3)
 
     # --------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -296,7 +298,7 @@ def main(args: list[str] | None = None) -> int:
             node.get_logger().fatal(f'cannot start: {node.startup_error}')
             code = 1
         else:
-            executor = MultiThreadedExecutor(num_threads=2)
+            executor = SingleThreadedExecutor()
             executor.add_node(node)
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -28,8 +28,9 @@ from seg_perception.tools.ros_env import apply_ros_environment
 ALL_OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable')
 
 
-def run_case(node, model: Path, size: tuple[int, int], outputs: tuple[str, ...],
+def run_case(node, model: Path | None, size: tuple[int, int], outputs: tuple[str, ...],
              frames: list[np.ndarray], count: int, warmup: int, tag: str) -> dict:
+    """One node process, `count` timed frames; model None runs the transport-floor echo."""
     from std_msgs.msg import Header
 
     from seg_perception.ros.conversions import array_to_image_msg
@@ -38,7 +39,11 @@ def run_case(node, model: Path, size: tuple[int, int], outputs: tuple[str, ...],
 
     namespace = f'/bench_{tag}'
     log = Path(tempfile.gettempdir()) / 'seg_perception_bench' / f'{tag}.log'
-    proc = NodeProcess(namespace, {'model': str(model), 'qos_reliability': 'reliable'}, log)
+    if model is None:
+        proc = NodeProcess(namespace, {}, log, module='seg_perception.tools.dds_echo')
+    else:
+        proc = NodeProcess(namespace, {'model': str(model), 'qos_reliability': 'reliable'},
+                           log)
     client = FrameClient(node, namespace)
     client.subscribe(*outputs)
     client.subscribe_diagnostics()
@@ -60,17 +65,19 @@ def run_case(node, model: Path, size: tuple[int, int], outputs: tuple[str, ...],
                 stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
                 latencies.append((client.arrival[key] - stamp) * 1e3)
             client.clear()
-        diag = client.last_diagnostics()
+        diag = client.last_diagnostics() if model is not None else {}
     finally:
         client.close()
         proc.stop()
     e2e = float(np.percentile(latencies, 50))
-    backend = float(diag['inference_p50_ms'])
+    backend = float(diag.get('inference_p50_ms', 0.0))
     return {
-        'size': f'{size[0]}x{size[1]}', 'outputs': list(outputs), 'frames': len(latencies),
+        'size': f'{size[0]}x{size[1]}', 'outputs': list(outputs) if model else ['echo'],
+        'frames': len(latencies),
         'e2e_p50_ms': e2e, 'e2e_p99_ms': float(np.percentile(latencies, 99)),
         'backend_p50_ms': backend,
-        'node_processing_p50_ms': float(diag['processing_p50_ms']),
+        'node_processing_p50_ms': float(diag.get('processing_p50_ms', 'nan')),
+        'node_wait_p50_ms': float(diag.get('wait_p50_ms', 'nan')),
         'overhead_ms': e2e - backend, 'overhead_fraction': (e2e - backend) / e2e,
     }
 
@@ -104,24 +111,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for size_text in args.sizes:
             size = tuple(int(v) for v in size_text.split('x'))
+            floor = run_case(node, None, size, ('labels',), frames, args.frames, args.warmup,
+                             f'{size[0]}x{size[1]}_echo')
+            results.append(floor)
             for outputs, name in ((('labels',), 'labels'), (ALL_OUTPUTS, 'all')):
                 tag = f'{size[0]}x{size[1]}_{name}'
-                results.append(run_case(node, model, size, outputs, frames, args.frames,
-                                        args.warmup, tag))
+                result = run_case(node, model, size, outputs, frames, args.frames, args.warmup,
+                                  tag)
+                result['beyond_floor_ms'] = result['overhead_ms'] - floor['e2e_p50_ms']
+                results.append(result)
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()
     print(f'\nmodel {model.name}; {args.frames} frames per case, one in flight at a time\n')
     print(f'{"size":>9} {"outputs":>7} {"e2e p50":>8} {"e2e p99":>8} {"backend":>8} '
-          f'{"in-node":>8} {"overhead":>9} {"share":>6}')
+          f'{"in-node":>8} {"(wait)":>7} {"overhead":>9} {"share":>6} {"> floor":>8}')
     for r in results:
-        outs = 'labels' if len(r['outputs']) == 1 else 'all'
+        outs = r['outputs'][0] if len(r['outputs']) == 1 else 'all'
+        beyond = r.get('beyond_floor_ms')
         print(f'{r["size"]:>9} {outs:>7} {r["e2e_p50_ms"]:7.2f}ms {r["e2e_p99_ms"]:7.2f}ms '
               f'{r["backend_p50_ms"]:7.2f}ms {r["node_processing_p50_ms"]:7.2f}ms '
-              f'{r["overhead_ms"]:8.2f}ms {100 * r["overhead_fraction"]:5.1f}%')
-    print('\nin-node = node callback -> last publish; overhead = e2e p50 - backend p50 '
-          '(DDS both ways, conversion, pre/post-processing)')
+              f'{r["node_wait_p50_ms"]:6.2f}ms '
+              f'{r["overhead_ms"]:8.2f}ms {100 * r["overhead_fraction"]:5.1f}% '
+              + (f'{beyond:7.2f}ms' if beyond is not None else f'{"":>8}'))
+    print('\necho = a node that only answers each image with a same-size mono8 image: the '
+          'DDS + rclpy floor.\nin-node = callback -> last publish (wait = callback -> worker); '
+          'overhead = e2e p50 - backend p50;\n> floor = overhead beyond the echo floor at the '
+          'same size: what the segmenter itself adds.')
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

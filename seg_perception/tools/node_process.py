@@ -11,11 +11,12 @@ class NodeProcess:
     """The node in a subprocess; its output goes to `log` (read it with `output()`)."""
 
     def __init__(self, namespace: str, params: dict[str, object], log: Path,
-                 name: str = 'segmenter', env: dict[str, str] | None = None):
+                 name: str = 'segmenter', env: dict[str, str] | None = None,
+                 module: str = 'seg_perception.ros.segmenter_node'):
         self.namespace = namespace
         self.name = name
         self.fqn = f'{namespace.rstrip("/")}/{name}'
-        args = [sys.executable, '-m', 'seg_perception.ros.segmenter_node', '--ros-args',
+        args = [sys.executable, '-m', module, '--ros-args',
                 '-r', f'__ns:={namespace}', '-r', f'__node:={name}']
         for key, value in params.items():
             if isinstance(value, list | tuple):

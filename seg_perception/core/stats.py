@@ -1,4 +1,5 @@
-"""Frame counters, rates and latency percentiles for diagnostics (thread-safe, ROS-free)."""
+"""Newest-frame hand-over, frame counters, rates and latency percentiles (thread-safe,
+ROS-free)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,33 @@ import threading
 import time
 
 import numpy as np
+
+
+class LatestSlot:
+    """Holds at most one pending message; a newer one replaces it (and says so)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+
+    def put(self, item) -> bool:
+        """Stores `item`; returns True if it replaced one that was never taken."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float):
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def clear(self) -> None:
+        with self._cond:
+            self._item = None
 
 
 class RateMeter:

@@ -29,7 +29,7 @@ from seg_perception.core.image_codec import ImageRejected
 from seg_perception.core.outputs import render_outputs
 from seg_perception.core.paths import resolve_model_path
 from seg_perception.core.segmenter import Segmenter
-from seg_perception.core.stats import FrameStats
+from seg_perception.core.stats import FrameStats, LatestSlot
 from seg_perception.ros.conversions import array_to_image_msg, image_msg_to_array
 from seg_perception.ros.params import (
     LOAD_TIME,
@@ -40,33 +40,6 @@ from seg_perception.ros.params import (
 )
 
 _THROTTLE_S = 5.0
-
-
-class LatestSlot:
-    """Holds at most one pending message; a newer one replaces it (and says so)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._item = None
-
-    def put(self, item) -> bool:
-        """Stores `item`; returns True if it replaced one that was never taken."""
-        with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return replaced
-
-    def take(self, timeout: float):
-        with self._cond:
-            if self._item is None:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def clear(self) -> None:
-        with self._cond:
-            self._item = None
 
 
 class SegmenterNode(LifecycleNode):

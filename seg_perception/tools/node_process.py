@@ -12,7 +12,8 @@ class NodeProcess:
 
     def __init__(self, namespace: str, params: dict[str, object], log: Path,
                  name: str = 'segmenter', env: dict[str, str] | None = None,
-                 module: str = 'seg_perception.ros.segmenter_node'):
+                 module: str = 'seg_perception.ros.segmenter_node',
+                 ros_args: list[str] | None = None):
         self.namespace = namespace
         self.name = name
         self.fqn = f'{namespace.rstrip("/")}/{name}'
@@ -22,6 +23,7 @@ class NodeProcess:
             if isinstance(value, list | tuple):
                 value = '[' + ','.join(str(v) for v in value) + ']'
             args += ['-p', f'{key}:={value}']
+        args += ros_args or []
         self.log = Path(log)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log.open('w')

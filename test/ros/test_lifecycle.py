@@ -83,3 +83,28 @@ def test_sigterm_exits_cleanly(camvid_model):
     finally:
         code = proc.stop()
     assert code in (0, -15), proc.output()
+
+
+def test_parameter_yaml_applies_to_a_namespaced_node(tmp_path, ros_node, camvid_model):
+    """config/segmenter.yaml keys nodes as /**/segmenter: any namespace picks them up."""
+    from rcl_interfaces.srv import GetParameters
+    import rclpy
+    import yaml
+
+    from seg_perception.core.paths import config_dir
+
+    shipped = yaml.safe_load((config_dir() / 'segmenter.yaml').read_text())
+    assert list(shipped) == ['/**/segmenter']
+    shipped['/**/segmenter']['ros__parameters'].update(model=str(camvid_model),
+                                                        overlay_alpha=0.25)
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump(shipped))
+    proc = NodeProcess('/t_yaml/robot', {}, node_log('/t_yaml'),
+                       ros_args=['--params-file', str(params)])
+    try:
+        req = GetParameters.Request(names=['overlay_alpha', 'model', 'qos_depth'])
+        values = call(ros_node, GetParameters, f'{proc.fqn}/get_parameters', req).values
+        got = [rclpy.parameter.parameter_value_to_python(v) for v in values]
+        assert got == [0.25, str(camvid_model), 10]
+    finally:
+        proc.stop()

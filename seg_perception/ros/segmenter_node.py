@@ -84,6 +84,7 @@ class SegmenterNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {err}')
             return TransitionCallbackReturn.FAILURE
         self._segmenter, self._drivable, self._model_path = segmenter, drivable, str(path)
+        self.startup_error = None
         self._create_publishers(segmenter.is_binary)
         self.get_logger().info(
             f'loaded {path} ({segmenter.artifact.model}, {segmenter.artifact.class_set}, '

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
               f'{r["node_wait_p50_ms"]:6.2f}ms '
               f'{r["overhead_ms"]:8.2f}ms {100 * r["overhead_fraction"]:5.1f}% '
               + (f'{beyond:7.2f}ms' if beyond is not None else f'{"":>8}'))
-    print('\necho = a node that only answers each image with a same-size mono8 image: the '
+    print('\ne2e = input stamp -> ~/labels received (labels are published first).')
+    print('echo = a node that only answers each image with a same-size mono8 image: the '
           'DDS + rclpy floor.\nin-node = callback -> last publish (wait = callback -> worker); '
           'overhead = e2e p50 - backend p50;\n> floor = overhead beyond the echo floor at the '
           'same size: what the segmenter itself adds.')

@@ -42,6 +42,8 @@ setup(
     entry_points={
         'console_scripts': [
             'segmenter_node = seg_perception.ros.segmenter_node:main',
+            'complexity = seg_perception.tools.complexity:main',
+            'bench = seg_perception.tools.bench:main',
         ],
     },
 )

@@ -1,6 +1,11 @@
 """Network definitions (torch). Importing this package does not import torch; building a
 model does, so the runtime works on machines without torch."""
 
-from seg_perception.models.registry import build_model, list_models, register_model
+from seg_perception.models.registry import (
+    build_model,
+    get_builder,
+    list_models,
+    register_model,
+)
 
-__all__ = ['build_model', 'list_models', 'register_model']
+__all__ = ['build_model', 'get_builder', 'list_models', 'register_model']

@@ -7,7 +7,11 @@ import importlib
 
 _BUILDERS: dict[str, Callable] = {}
 # Modules whose import registers models; imported on first lookup so torch loads lazily.
-_MODEL_MODULES = ('seg_perception.models.fcn_tiny',)
+_MODEL_MODULES = (
+    'seg_perception.models.fcn_tiny',
+    'seg_perception.models.bisenet',
+    'seg_perception.models.bisegunet',
+)
 
 
 def register_model(fn: Callable) -> Callable:
@@ -29,9 +33,14 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_model(name: str, **kwargs):
-    """Builds model `name` with keyword-only options (num_classes, ...)."""
+def get_builder(name: str) -> Callable:
+    """The builder registered under `name`; KeyError naming the registered ones."""
     _load_all()
     if name not in _BUILDERS:
         raise KeyError(f'unknown model {name!r} (registered: {", ".join(sorted(_BUILDERS))})')
-    return _BUILDERS[name](**kwargs)
+    return _BUILDERS[name]
+
+
+def build_model(name: str, **kwargs):
+    """Builds model `name` with keyword-only options (num_classes, ...)."""
+    return get_builder(name)(**kwargs)

@@ -1,0 +1,143 @@
+"""`bench`: CPU / GPU latency of zoo models per backend and input size, measured side by side.
+
+    bench --model bisenet_r18 bisenet_lite --backend torch onnxruntime --size 360x480 720x1280
+    bench --paper-sizes --model bisenet_r18 bisenet_lite     # the lightweight-BiSeNet sizes
+
+Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval mode. Backends:
+`torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import tempfile
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from seg_perception.tools.complexity import parse_size
+
+# Input sizes of the lightweight-BiSeNet paper's FPS table, given there as W x H.
+PAPER_SIZES_WH = ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360), (400, 400))
+DEFAULT_SIZES = ((360, 480), (512, 1024))
+BACKENDS = ('torch', 'onnxruntime')
+
+
+def _time(fn, warmup: int, runs: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
+              warmup: int, runs: int, threads: int, workdir: Path) -> dict:
+    import torch
+
+    from seg_perception.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=num_classes).eval()
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 3, *size)).astype(np.float32)
+    if backend == 'torch':
+        from seg_perception.core.artifact import Normalization
+        from seg_perception.models.normalized import Normalized
+
+        norm = Normalization()
+        net = Normalized(model, norm.mean, norm.std).eval()
+        x = torch.from_numpy(pixels)
+
+        def run():
+            with torch.inference_mode():
+                net(x)
+    elif backend == 'onnxruntime':
+        from seg_perception.core.artifact import load_artifact
+        from seg_perception.core.backends import create_backend
+        from seg_perception.models.export import export_onnx
+
+        path = workdir / f'{name}_{size[0]}x{size[1]}.onnx'
+        export_onnx(model, path, model_name=name, class_set=_class_set(num_classes),
+                    num_classes=num_classes, input_size=size)
+        runner = create_backend('onnxruntime', load_artifact(path), threads=threads)
+
+        def run():
+            runner.infer(pixels)
+    else:
+        raise ValueError(f'unknown backend {backend!r} (expected one of {BACKENDS})')
+    median = _time(run, warmup, runs)
+    return {'model': name, 'backend': backend, 'size': f'{size[0]}x{size[1]}',
+            'median_ms': median, 'fps': 1e3 / median}
+
+
+def _class_set(num_classes: int) -> str:
+    from seg_perception.core.classes import CLASS_SET_NAMES, load_class_set
+
+    for name in CLASS_SET_NAMES:
+        if load_class_set(name).num_classes == num_classes:
+            return name
+    raise ValueError(f'no class set has {num_classes} classes')
+
+
+def main(argv: list[str] | None = None) -> int:
+    from seg_perception.models import list_models
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', nargs='+', default=None, help='default: every model')
+    parser.add_argument('--backend', nargs='+', default=['torch'], choices=BACKENDS)
+    parser.add_argument('--size', nargs='+', type=parse_size, default=None, help='H x W')
+    parser.add_argument('--paper-sizes', action='store_true',
+                        help='the lightweight-BiSeNet paper sizes (1024x1024 ... 400x400)')
+    parser.add_argument('--num-classes', type=int, default=19)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--threads', type=int, default=0, help='torch / ORT threads, 0 = all')
+    parser.add_argument('--json', action='store_true', help='print a JSON list')
+    parser.add_argument('--csv', type=Path, help='also write a CSV here')
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    known = list_models()
+    names = args.model or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f'unknown model(s) {", ".join(unknown)} (registered: {", ".join(known)})')
+    sizes = list(args.size or [])
+    if args.paper_sizes:
+        sizes += [(h, w) for w, h in PAPER_SIZES_WH]
+    sizes = sizes or list(DEFAULT_SIZES)
+    cases = [(n, b, s) for s in sizes for n in names for b in args.backend]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, backend, size in tqdm(cases, desc='bench', unit='case', file=sys.stderr):
+            rows.append(bench_one(name, backend, size, num_classes=args.num_classes,
+                                  warmup=args.warmup, runs=args.runs, threads=args.threads,
+                                  workdir=Path(tmp)))
+    if args.csv:
+        lines = ['model,backend,size,median_ms,fps'] + [
+            f'{r["model"]},{r["backend"]},{r["size"]},{r["median_ms"]:.3f},{r["fps"]:.3f}'
+            for r in rows]
+        args.csv.write_text('\n'.join(lines) + '\n')
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f'{"model":<14} {"backend":<12} {"size":>10} {"median ms":>10} {"FPS":>8}')
+    for r in rows:
+        print(f'{r["model"]:<14} {r["backend"]:<12} {r["size"]:>10} {r["median_ms"]:>10.1f} '
+              f'{r["fps"]:>8.2f}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

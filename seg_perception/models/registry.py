@@ -11,6 +11,8 @@ _MODEL_MODULES = (
     'seg_perception.models.fcn_tiny',
     'seg_perception.models.bisenet',
     'seg_perception.models.bisegunet',
+    'seg_perception.models.fbsnet',
+    'seg_perception.models.jetseg',
 )
 
 

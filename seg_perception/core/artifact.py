@@ -11,6 +11,8 @@ The sidecar is the only contract between training and runtime. For `model.onnx` 
     normalization: {in_graph: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
     output_kind: logits          # logits | probabilities, (N, C, h, w)
     config_hash: ...             # optional: hash of the training config
+    model_options: {}            # optional: builder keyword options (e.g. width, binary)
+    binarize: null               # optional: binarize_model options applied after building
 
 The network input is float32 NCHW RGB. With `in_graph: true` it takes raw 0..255 values and
 normalises itself; otherwise the runtime feeds (x / 255 - mean) / std.
@@ -57,6 +59,8 @@ class ModelArtifact:
     normalization: Normalization = field(default_factory=Normalization)
     output_kind: str = 'logits'
     config_hash: str | None = None
+    model_options: dict = field(default_factory=dict)
+    binarize: dict | None = None
 
     @property
     def sidecar(self) -> Path:
@@ -152,4 +156,15 @@ def _parse(path: Path, fmt: str, meta: dict) -> ModelArtifact:
         normalization=normalization,
         output_kind=kind,
         config_hash=meta.get('config_hash'),
+        model_options=_mapping(meta.get('model_options'), 'model_options'),
+        binarize=None if meta.get('binarize') is None
+        else _mapping(meta['binarize'], 'binarize'),
     )
+
+
+def _mapping(value, key: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f'{key} must be a mapping, got {type(value).__name__}')
+    return dict(value)

@@ -33,7 +33,7 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> TorchBackend:
         import torch
     except ImportError as err:
         raise BackendUnavailable('torch', f'cannot import torch ({err})') from err
-    from seg_perception.models import build_model
+    from seg_perception.models.artifact_model import build_for_artifact
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -46,14 +46,18 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> TorchBackend:
     if not isinstance(state, dict):
         raise ModelLoadError(artifact.path, 'checkpoint holds no state_dict')
     try:
-        model = build_model(artifact.model, num_classes=artifact.num_classes)
-    except KeyError as err:
-        raise ModelLoadError(artifact.path, str(err)) from err
+        model = build_for_artifact(artifact)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelLoadError(artifact.path, f'cannot build {artifact.model!r}: {err}') from err
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise ModelLoadError(artifact.path, f'weights do not fit {artifact.model!r}: '
                                             f'{str(err).splitlines()[0]}') from err
+    if artifact.binarize is not None:
+        from seg_perception.models.binarize import deploy_model
+
+        deploy_model(model)  # pure sign, precomputed binary weights: what export ships
     if artifact.normalization.in_graph:
         # The sidecar is shared with the exported ONNX, which normalises inside the graph.
         from seg_perception.models.normalized import Normalized

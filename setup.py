@@ -44,6 +44,7 @@ setup(
             'segmenter_node = seg_perception.ros.segmenter_node:main',
             'complexity = seg_perception.tools.complexity:main',
             'bench = seg_perception.tools.bench:main',
+            'export_model = seg_perception.tools.export_model:main',
         ],
     },
 )

@@ -1,0 +1,73 @@
+"""`export_model`: checkpoint -> ONNX (opset 17, normalisation in the graph) + sidecar.
+
+    export_model --model NAME --num-classes N --size HxW [--checkpoint CKPT] [--binary]
+                 --out OUT.onnx
+
+Without --checkpoint the weights are random (tests, benchmarks). A training checkpoint's
+sidecar (checkpoints/best.yaml) supplies the builder options, binarisation and class set.
+Binary layers are exported in deploy mode (pure sign, precomputed binary weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from seg_perception.tools.complexity import parse_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', required=True, help='registered model name')
+    parser.add_argument('--num-classes', type=int, required=True)
+    parser.add_argument('--size', type=parse_size, required=True, help='input H x W')
+    parser.add_argument('--checkpoint', type=Path, help='training checkpoint (.pt)')
+    parser.add_argument('--binary', action='store_true',
+                        help='export binary layers in deploy mode (implied when the model '
+                             'has binary layers)')
+    parser.add_argument('--class-set', help='default: from the checkpoint sidecar, or by count')
+    parser.add_argument('--out', type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from seg_perception.core.artifact import ModelLoadError, load_artifact
+    from seg_perception.models.artifact_model import build_network
+    from seg_perception.models.binarize import binary_layers, deploy_model
+    from seg_perception.models.export import export_onnx
+    from seg_perception.tools.bench import _class_set
+
+    options, binarize, class_set, config_hash = {}, None, args.class_set, None
+    if args.checkpoint is not None:
+        try:
+            meta = load_artifact(args.checkpoint)
+        except ModelLoadError as err:
+            parser.error(str(err))
+        if meta.model != args.model or meta.num_classes != args.num_classes:
+            parser.error(f'{args.checkpoint} holds {meta.model} with {meta.num_classes} '
+                         f'classes, not {args.model} with {args.num_classes}')
+        options, binarize = meta.model_options, meta.binarize
+        class_set, config_hash = class_set or meta.class_set, meta.config_hash
+    model = build_network(args.model, args.num_classes, options, binarize, args.size)
+    if args.checkpoint is not None:
+        state = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
+        model.load_state_dict(state.get('model', state))
+    if args.binary or binary_layers(model):
+        deploy_model(model)
+    artifact = export_onnx(model.eval(), args.out, model_name=args.model,
+                           class_set=class_set or _class_set(args.num_classes),
+                           num_classes=args.num_classes, input_size=args.size,
+                           config_hash=config_hash)
+    # The sidecar must rebuild the same network for the torch backend too.
+    if options or binarize:
+        from dataclasses import replace
+
+        from seg_perception.core.artifact import write_sidecar
+
+        write_sidecar(replace(artifact, model_options=dict(options), binarize=binarize))
+    print(f'wrote {artifact.path} and {artifact.sidecar}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

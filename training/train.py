@@ -308,9 +308,11 @@ class Trainer:
             self._writer = SummaryWriter(str(self.out / 'tb'))
         self._writer.add_scalar('train/loss', train_loss, self.step)
         self._writer.add_scalar('train/lr', self.scheduler.get_last_lr()[0], self.step)
-        for key in ('miou', 'pixel_accuracy', 'dice'):
-            if metrics:
+        if metrics:
+            for key in ('miou', 'pixel_accuracy', 'dice'):
                 self._writer.add_scalar(f'val/{key}', metrics[key], self.step)
+            for name, iou in metrics['per_class_iou'].items():
+                self._writer.add_scalar(f'val_iou/{name}', iou, self.step)
         self._writer.flush()
         summary = f' val mIoU {100 * metrics["miou"]:.2f}' if metrics else ''
         tqdm.write(f'epoch {self.epoch}: loss {train_loss:.4f}{summary}')

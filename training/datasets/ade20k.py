@@ -16,11 +16,10 @@ from pathlib import Path
 
 from .base import (
     LabelSpec,
+    LayoutDataset,
     Pair,
-    SegmentationDataset,
-    Transform,
-    check_choice,
     make_lut,
+    match_labels,
     require_dir,
     task_spec,
 )
@@ -83,23 +82,14 @@ def ade20k_pairs(root: Path, split: str) -> list[Pair]:
     images = sorted(image_dir.glob('*.jpg'))
     if not images:
         raise FileNotFoundError(f'ADE20K split {split!r}: no *.jpg in {image_dir}')
-    pairs = []
-    for image in images:
-        label = label_dir / f'{image.stem}.png'
-        if not label.is_file():
-            raise FileNotFoundError(f'ADE20K: no annotation {label} for {image}')
-        pairs.append((image, label))
-    return pairs
+    return match_labels(images, lambda image: label_dir / f'{image.stem}.png', 'ADE20K')
 
 
-class ADE20K(SegmentationDataset):
+class ADE20K(LayoutDataset):
     """ADE20K SceneParsing; `task` 'multiclass' (150 classes), 'human' or 'vehicle'."""
 
     name = 'ade20k'
-
-    def __init__(self, root: str | Path, split: str, *, task: str = 'multiclass',
-                 transform: Transform | None = None, seed: int | None = None) -> None:
-        check_choice('split', split, SPLITS, 'ADE20K')
-        spec = ade20k_spec(task)
-        super().__init__(ade20k_pairs(Path(root), split), spec, transform=transform,
-                         seed=seed, task=task, split=split)
+    title = 'ADE20K'
+    splits = SPLITS
+    make_spec = staticmethod(ade20k_spec)
+    find_pairs = staticmethod(ade20k_pairs)

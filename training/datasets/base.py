@@ -204,3 +204,32 @@ class SegmentationDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         return self.transform(image, label, rng=rng)
 
+
+
+def match_labels(images: Sequence[Path], label_for: Callable[[Path], Path],
+                 title: str) -> list[Pair]:
+    """(image, label) pairs; a missing label file is an error naming both paths."""
+    pairs = []
+    for image in images:
+        label = label_for(image)
+        if not label.is_file():
+            raise FileNotFoundError(f'{title}: no label {label} for {image}')
+        pairs.append((image, label))
+    return pairs
+
+
+class LayoutDataset(SegmentationDataset):
+    """A dataset in one official on-disk layout: a subclass names its splits and gives the
+    functions that build the task's LabelSpec and list a split's (image, label) pairs."""
+
+    title = 'dataset'                   # for messages, e.g. 'CamVid'
+    splits: tuple[str, ...] = ()
+    make_spec: Callable[[str], LabelSpec]
+    find_pairs: Callable[[Path, str], list]
+
+    def __init__(self, root: str | Path, split: str, *, task: str = 'multiclass',
+                 transform: Transform | None = None, seed: int | None = None) -> None:
+        check_choice('split', split, self.splits, self.title)
+        spec = type(self).make_spec(task)
+        super().__init__(type(self).find_pairs(Path(root), split), spec, transform=transform,
+                         seed=seed, task=task, split=split)

@@ -16,10 +16,8 @@ from seg_perception.core.classes import load_class_set
 
 from .base import (
     LabelSpec,
+    LayoutDataset,
     Pair,
-    SegmentationDataset,
-    Transform,
-    check_choice,
     make_lut,
     require_dir,
     task_spec,
@@ -71,15 +69,12 @@ def camvid_pairs(root: Path, split: str) -> list[Pair]:
     return pairs
 
 
-class CamVid(SegmentationDataset):
+class CamVid(LayoutDataset):
     """CamVid, SegNet layout; `task` 'multiclass' (camvid11), 'human' or 'vehicle'."""
 
     name = 'camvid'
-
-    def __init__(self, root: str | Path, split: str, *, task: str = 'multiclass',
-                 transform: Transform | None = None, seed: int | None = None) -> None:
-        check_choice('split', split, SPLITS, 'CamVid')
-        spec = camvid_spec(task)
-        super().__init__(camvid_pairs(Path(root), split), spec, transform=transform, seed=seed,
-                         task=task, split=split)
+    title = 'CamVid'
+    splits = SPLITS
+    make_spec = staticmethod(camvid_spec)
+    find_pairs = staticmethod(camvid_pairs)
 

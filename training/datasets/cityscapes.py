@@ -17,11 +17,10 @@ from cityscapesscripts.helpers.labels import name2label
 
 from .base import (
     LabelSpec,
+    LayoutDataset,
     Pair,
-    SegmentationDataset,
-    Transform,
-    check_choice,
     make_lut,
+    match_labels,
     require_dir,
     task_spec,
 )
@@ -63,24 +62,19 @@ def cityscapes_pairs(root: Path, split: str) -> list[Pair]:
     if not images:
         raise FileNotFoundError(f'Cityscapes split {split!r}: no */*_leftImg8bit.png in '
                                 f'{image_dir}')
-    pairs = []
-    for image in images:
+
+    def label_for(image: Path) -> Path:
         stem = image.name.removesuffix('_leftImg8bit.png')
-        label = label_dir / image.parent.name / f'{stem}_gtFine_labelIds.png'
-        if not label.is_file():
-            raise FileNotFoundError(f'Cityscapes: no label {label} for {image}')
-        pairs.append((image, label))
-    return pairs
+        return label_dir / image.parent.name / f'{stem}_gtFine_labelIds.png'
+
+    return match_labels(images, label_for, 'Cityscapes')
 
 
-class Cityscapes(SegmentationDataset):
+class Cityscapes(LayoutDataset):
     """Cityscapes gtFine; `task` 'multiclass' (cityscapes19), 'human' or 'vehicle'."""
 
     name = 'cityscapes'
-
-    def __init__(self, root: str | Path, split: str, *, task: str = 'multiclass',
-                 transform: Transform | None = None, seed: int | None = None) -> None:
-        check_choice('split', split, SPLITS, 'Cityscapes')
-        spec = cityscapes_spec(task)
-        super().__init__(cityscapes_pairs(Path(root), split), spec, transform=transform,
-                         seed=seed, task=task, split=split)
+    title = 'Cityscapes'
+    splits = SPLITS
+    make_spec = staticmethod(cityscapes_spec)
+    find_pairs = staticmethod(cityscapes_pairs)

@@ -31,10 +31,8 @@ from PIL import Image
 
 from .base import (
     LabelSpec,
+    LayoutDataset,
     Pair,
-    SegmentationDataset,
-    Transform,
-    check_choice,
     make_lut,
     read_list,
     task_spec,
@@ -115,17 +113,14 @@ def read_index_png(path: Path) -> np.ndarray:
         return np.array(image, dtype=np.uint8)
 
 
-class VOC(SegmentationDataset):
+class VOC(LayoutDataset):
     """VOC 2012 (+ SBD 'train_aug'); `task` 'multiclass' (21 classes), 'human', 'vehicle'."""
 
     name = 'voc'
-
-    def __init__(self, root: str | Path, split: str, *, task: str = 'multiclass',
-                 transform: Transform | None = None, seed: int | None = None) -> None:
-        check_choice('split', split, SPLITS, 'VOC')
-        spec = voc_spec(task)
-        super().__init__(voc_pairs(Path(root), split), spec, transform=transform, seed=seed,
-                         task=task, split=split)
+    title = 'VOC'
+    splits = SPLITS
+    make_spec = staticmethod(voc_spec)
+    find_pairs = staticmethod(voc_pairs)
 
     def read_label(self, path: Path) -> np.ndarray:
         return read_index_png(path)

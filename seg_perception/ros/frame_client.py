@@ -5,6 +5,8 @@ the tests (bag replay builds on it too)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+import contextlib
 import threading
 import time
 
@@ -14,6 +16,29 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable', 'mask')
+
+
+@contextlib.contextmanager
+def spinning_node(name: str) -> Iterator[Node]:
+    """rclpy initialised, a node spun by a single-threaded executor on a background thread;
+    on exit the executor stops and its thread is joined before the node and rclpy go away
+    (a thread still inside spin at interpreter exit aborts the process)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    rclpy.init()
+    node = rclpy.create_node(name)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, name=f'{name}-spin', daemon=True)
+    thread.start()
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5.0)
+        node.destroy_node()
+        rclpy.shutdown()
 
 
 class FrameClient:

@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 import tempfile
-import threading
 import time
 
 import cv2
@@ -99,16 +98,10 @@ def main(argv: list[str] | None = None) -> int:
               for n in pick_frames(root, 10)]
     apply_ros_environment(args.domain_id, Path(tempfile.gettempdir()) / 'seg_perception_bench')
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from seg_perception.ros.frame_client import spinning_node
 
-    rclpy.init()
-    node = rclpy.create_node('seg_perception_bench')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
     results = []
-    try:
+    with spinning_node('seg_perception_bench') as node:
         for size_text in args.sizes:
             size = tuple(int(v) for v in size_text.split('x'))
             floor = run_case(node, None, size, ('labels',), frames, args.frames, args.warmup,
@@ -120,10 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                                   tag)
                 result['beyond_floor_ms'] = result['overhead_ms'] - floor['e2e_p50_ms']
                 results.append(result)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown()
     print(f'\nmodel {model.name}; {args.frames} frames per case, one in flight at a time\n')
     print(f'{"size":>9} {"outputs":>7} {"e2e p50":>8} {"e2e p99":>8} {"backend":>8} '
           f'{"in-node":>8} {"(wait)":>7} {"overhead":>9} {"share":>6} {"> floor":>8}')

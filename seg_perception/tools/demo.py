@@ -11,7 +11,6 @@ import argparse
 import os
 from pathlib import Path
 import tempfile
-import threading
 import time
 
 import cv2
@@ -76,57 +75,47 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.gettempdir()) / 'seg_perception_demo'
     apply_ros_environment(args.domain_id, log_dir / 'ros_log')
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from seg_perception.ros.conversions import array_to_image_msg, output_array
-    from seg_perception.ros.frame_client import FrameClient
+    from seg_perception.ros.frame_client import FrameClient, spinning_node
     from seg_perception.tools.node_process import NodeProcess
 
     class_set = load_class_set('camvid11')
     names = pick_frames(root, args.frames)
     print(f'CamVid: {root}; model: {model}; {len(names)} val frames -> {args.out}/')
-    rclpy.init()
-    node = rclpy.create_node('seg_perception_demo')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    proc = NodeProcess('/demo', {'model': str(model)}, log_dir / 'segmenter.log')
-    client = FrameClient(node, '/demo')
-    client.subscribe(*OUTPUTS)
-    client.subscribe_diagnostics()
     cm = ConfusionMatrix(class_set.num_classes, class_set.ignore_index)
     latencies, rows = [], []
-    try:
+    with spinning_node('seg_perception_demo') as node:
+        proc = NodeProcess('/demo', {'model': str(model)}, log_dir / 'segmenter.log')
+        client = FrameClient(node, '/demo')
+        client.subscribe(*OUTPUTS)
+        client.subscribe_diagnostics()
         try:
-            client.wait_connected()
-        except AssertionError as err:
-            raise SystemExit(f'{err}\nnode output:\n{proc.output()}') from err
-        for i, name in enumerate(tqdm(names, desc='frames', unit='frame')):
-            bgr = cv2.imread(str(root / 'val' / name), cv2.IMREAD_COLOR)
-            gt = cv2.imread(str(root / 'valannot' / name), cv2.IMREAD_GRAYSCALE)
-            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            msg = array_to_image_msg(rgb, _header(i, 'camvid_camera'), 'rgb8')
-            sent = time.time()
-            client.image_pub.publish(msg)
-            client.wait_for(lambda c, s=i: all(c.by_stamp(o, s) for o in OUTPUTS),
-                            what=f'outputs for {name}')
-            latencies.append((client.arrival[('labels', i, 0)] - sent) * 1e3)
-            out = {o: output_array(client.by_stamp(o, i)[0]) for o in OUTPUTS}
-            cm.update(out['labels'], gt)
-            stem = Path(name).stem
-            for output in ('color', 'overlay'):
-                cv2.imwrite(str(args.out / f'{stem}_{output}.png'), out[output][:, :, ::-1])
-            for output in ('labels', 'confidence', 'drivable'):
-                cv2.imwrite(str(args.out / f'{stem}_{output}.png'), out[output])
-            rows.append([rgb, class_set.palette[gt], out['overlay'], out['drivable']])
-        diag = client.last_diagnostics()
-    finally:
-        client.close()
-        proc.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown()
+            try:
+                client.wait_connected()
+            except AssertionError as err:
+                raise SystemExit(f'{err}\nnode output:\n{proc.output()}') from err
+            for i, name in enumerate(tqdm(names, desc='frames', unit='frame')):
+                bgr = cv2.imread(str(root / 'val' / name), cv2.IMREAD_COLOR)
+                gt = cv2.imread(str(root / 'valannot' / name), cv2.IMREAD_GRAYSCALE)
+                rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+                msg = array_to_image_msg(rgb, _header(i, 'camvid_camera'), 'rgb8')
+                sent = time.time()
+                client.image_pub.publish(msg)
+                client.wait_for(lambda c, s=i: all(c.by_stamp(o, s) for o in OUTPUTS),
+                                what=f'outputs for {name}')
+                latencies.append((client.arrival[('labels', i, 0)] - sent) * 1e3)
+                out = {o: output_array(client.by_stamp(o, i)[0]) for o in OUTPUTS}
+                cm.update(out['labels'], gt)
+                stem = Path(name).stem
+                for output in ('color', 'overlay'):
+                    cv2.imwrite(str(args.out / f'{stem}_{output}.png'), out[output][:, :, ::-1])
+                for output in ('labels', 'confidence', 'drivable'):
+                    cv2.imwrite(str(args.out / f'{stem}_{output}.png'), out[output])
+                rows.append([rgb, class_set.palette[gt], out['overlay'], out['drivable']])
+            diag = client.last_diagnostics()
+        finally:
+            client.close()
+            proc.stop()
     sheet = args.out / 'summary.png'
     cv2.imwrite(str(sheet), contact_sheet(rows)[:, :, ::-1])
     iou = cm.per_class_iou()

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 import tempfile
-import threading
 
 import pytest
 
 rclpy = pytest.importorskip('rclpy', reason='rclpy (ROS 2 wheels) not installed')
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-
-from seg_perception.ros.frame_client import OUTPUTS, FrameClient  # noqa: E402
+from seg_perception.ros.frame_client import OUTPUTS, FrameClient, spinning_node  # noqa: E402
 from seg_perception.tools.node_process import NodeProcess  # noqa: E402
 
 __all__ = ['OUTPUTS', 'NodeProcess', 'node_log']
@@ -27,16 +24,8 @@ def node_log(namespace: str) -> Path:
 @pytest.fixture(scope='session')
 def ros_node():
     """rclpy initialised once; one test node spun on a background thread."""
-    rclpy.init()
-    node = rclpy.create_node('seg_perception_test_probe')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield node
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown()
+    with spinning_node('seg_perception_test_probe') as node:
+        yield node
 
 
 @pytest.fixture(scope='module')

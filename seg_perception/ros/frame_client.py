@@ -15,7 +15,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable', 'mask')
+from seg_perception.core.outputs import OUTPUT_NAMES
+
+OUTPUTS = OUTPUT_NAMES
 
 
 @contextlib.contextmanager

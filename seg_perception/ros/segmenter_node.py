@@ -26,7 +26,7 @@ from seg_perception.core.artifact import ModelLoadError
 from seg_perception.core.backends import BackendUnavailable
 from seg_perception.core.drivable import DrivableArea, DrivableConfig
 from seg_perception.core.image_codec import ImageRejected
-from seg_perception.core.outputs import render_outputs
+from seg_perception.core.outputs import OUTPUT_NAMES, render_outputs
 from seg_perception.core.paths import resolve_model_path
 from seg_perception.core.segmenter import Segmenter
 from seg_perception.core.stats import FrameStats, LatestSlot
@@ -136,7 +136,7 @@ class SegmenterNode(LifecycleNode):
         self._segmenter = self._drivable = None
 
     def _create_publishers(self, binary: bool) -> None:
-        names = ['labels', 'color', 'overlay', 'confidence', 'mask' if binary else 'drivable']
+        names = [n for n in OUTPUT_NAMES if n != ('drivable' if binary else 'mask')]
         self._pubs = {name: self.create_lifecycle_publisher(Image, f'~/{name}', 5)
                       for name in names}
 
@@ -186,6 +186,10 @@ class SegmenterNode(LifecycleNode):
             self.config, self._drivable = config, drivable
         if segmenter is not None:
             segmenter.threshold = config.binary_threshold
+        if 'diagnostics_period' in changes:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(config.diagnostics_period,
+                                                 self._publish_diagnostics)
         return SetParametersResult(successful=True)
 
     # -------------------------------------------------------------------- frames

@@ -123,3 +123,14 @@ def test_runtime_changes_take_effect_on_the_next_frame(param_node, val_frames):
     labels, overlay, drivable = run(6001)
     np.testing.assert_array_equal(overlay, load_class_set('camvid11').palette[labels])
     np.testing.assert_array_equal(drivable > 0, np.isin(labels, [0, 1, 3, 5]))
+
+
+def test_diagnostics_period_applies_at_run_time(param_node):
+    _, set_param, _, probe = param_node
+    assert set_param('diagnostics_period', 0.2).successful
+    with probe.lock:
+        probe.diagnostics.clear()
+    # Five messages within 2 s: at the old 1 s period this would take 5 s.
+    probe.wait_for(lambda p: len(p.diagnostics) >= 5, timeout=2.0,
+                   what='diagnostics at 5 Hz')
+    assert set_param('diagnostics_period', 1.0).successful

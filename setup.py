@@ -45,6 +45,7 @@ setup(
             'complexity = seg_perception.tools.complexity:main',
             'bench = seg_perception.tools.bench:main',
             'export_model = seg_perception.tools.export_model:main',
+            'build_engine = seg_perception.tools.build_engine:main',
         ],
     },
 )

@@ -15,7 +15,7 @@ ARGUMENTS = {
     'namespace': ('', 'Namespace of the node'),
     'params_file': ('', 'Parameter YAML (default: config/segmenter.yaml)'),
     'model': ('', 'Model artefact (overrides the YAML)'),
-    'backend': ('', 'auto | onnxruntime | torch (overrides the YAML)'),
+    'backend': ('', 'auto | onnxruntime | torch | tensorrt (overrides the YAML)'),
     'input_transport': ('', 'raw | compressed (overrides the YAML)'),
     'use_sim_time': ('false', 'Use /clock'),
     'log_level': ('info', 'debug | info | warn | error | fatal'),

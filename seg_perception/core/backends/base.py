@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 _MODULES = {
     'onnxruntime': 'seg_perception.core.backends.onnxruntime_backend',
     'torch': 'seg_perception.core.backends.torch_backend',
+    'tensorrt': 'seg_perception.core.backends.tensorrt_backend',
 }
 BACKEND_NAMES = ('auto', *_MODULES)
-# Backends `auto` tries for each artefact format, best first.
-_AUTO_ORDER = {'onnx': ('onnxruntime',), 'torch': ('torch',)}
+# Backends `auto` tries for each artefact format, best first: TensorRT where it and a GPU
+# exist (it raises BackendUnavailable otherwise, so ONNX Runtime takes over).
+_AUTO_ORDER = {'onnx': ('tensorrt', 'onnxruntime'), 'torch': ('torch',)}
 
 
 class BackendUnavailable(RuntimeError):

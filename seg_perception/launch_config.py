@@ -59,3 +59,51 @@ def segmenter_nodes(*, camera_topic: str = '/camera/image_raw', namespace: str =
         remappings=[('image', camera_topic), ('image/compressed', f'{camera_topic}/compressed')],
         arguments=['--ros-args', '--log-level', log_level],
     )]
+
+
+PROFILES = ('jetson', 'desktop')
+# The three nodes of a deployment: name -> what it is for (its parameters come from the
+# profile's YAML, keyed /**/<name>).
+PERCEPTION_NODES = {
+    'segmenter': 'multi-class labels and the drivable area',
+    'human_mask': 'binary human mask',
+    'vehicle_mask': 'binary vehicle mask',
+}
+
+
+def perception_nodes(*, profile: str, camera_topic: str = '/camera/image_raw',
+                     namespace: str = '', params_file: str | Path | None = None,
+                     backend: str = '', precision: str = '', masks: bool = True,
+                     use_sim_time: bool = False,
+                     log_level: str = 'info') -> list[NodeSpec]:
+    """`segmenter` plus the `human_mask` and `vehicle_mask` binary nodes, all on one camera.
+
+    Args:
+        profile: 'jetson' (TensorRT) or 'desktop' (ONNX Runtime): config/<profile>.yaml.
+        camera_topic, namespace, use_sim_time, log_level: As for segmenter_nodes.
+        params_file: Parameter YAML with a section per node (default: the profile's).
+        backend, precision: Override the YAML for every node when not empty.
+        masks: Also start the two binary mask nodes.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f'profile must be one of {PROFILES}, got {profile!r}')
+    if precision and precision not in ('fp32', 'fp16', 'int8'):
+        raise ValueError(f'precision must be fp32, fp16 or int8, got {precision!r}')
+    params = str(params_file or config_dir() / f'{profile}.yaml')
+    names = list(PERCEPTION_NODES) if masks else ['segmenter']
+    specs = []
+    for name in names:
+        (spec,) = segmenter_nodes(camera_topic=camera_topic, namespace=namespace,
+                                  params_file=params, backend=backend,
+                                  use_sim_time=use_sim_time, log_level=log_level)
+        overrides = dict(spec.parameters[1])
+        if precision:
+            overrides['precision'] = precision
+        specs.append(NodeSpec(executable=spec.executable, name=name, namespace=namespace,
+                              parameters=[params, overrides], remappings=spec.remappings,
+                              arguments=spec.arguments))
+    return specs
+
+
+def rviz_config() -> Path:
+    return config_dir() / 'seg_perception.rviz'

@@ -50,7 +50,9 @@ def test_colcon_install_layout(colcon_install):
     assert (index / 'seg_perception').is_file()
     for rel in ('package.xml', 'config/segmenter.yaml', 'config/fastdds_localhost_shm.xml',
                 'config/classes/camvid11.yaml', 'config/classes/cityscapes19.yaml',
-                'launch/segmenter.launch.py', 'models/fcn_tiny_camvid.onnx',
+                'launch/segmenter.launch.py', 'launch/jetson.launch.py',
+                'launch/desktop.launch.py', 'config/jetson.yaml', 'config/desktop.yaml',
+                'config/seg_perception.rviz', 'models/fcn_tiny_camvid.onnx',
                 'models/fcn_tiny_camvid.yaml'):
         assert (share / rel).is_file(), rel
     assert (colcon_install / 'lib' / 'seg_perception' / 'segmenter_node').is_file()

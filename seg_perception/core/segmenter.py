@@ -60,11 +60,11 @@ class Segmenter:
 
     @classmethod
     def from_path(cls, model: Path | str, *, backend: str = 'auto', threads: int = 0,
-                  threshold: float = 0.0) -> Segmenter:
+                  threshold: float = 0.0, precision: str = 'fp16') -> Segmenter:
         """Loads the artefact at `model` (ONNX or checkpoint + sidecar) on `backend`."""
         artifact = load_artifact(model)
-        return cls(create_backend(backend, artifact, threads=threads), artifact,
-                   threshold=threshold)
+        return cls(create_backend(backend, artifact, threads=threads, precision=precision),
+                   artifact, threshold=threshold)
 
     @property
     def is_binary(self) -> bool:

@@ -14,6 +14,7 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 
 from seg_perception.core.backends import BACKEND_NAMES
+from seg_perception.core.backends.base import PRECISIONS
 
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
@@ -25,6 +26,7 @@ class SegmenterNodeConfig:
 
     model: str = 'fcn_tiny_camvid.onnx'
     backend: str = 'auto'
+    precision: str = 'fp16'
     threads: int = 0
     input_transport: str = 'raw'
     qos_reliability: str = 'best_effort'
@@ -41,9 +43,9 @@ class SegmenterNodeConfig:
 
 
 # Parameters read only on configure: changing them while configured would not take effect.
-LOAD_TIME = frozenset({'model', 'backend', 'threads', 'input_transport', 'qos_reliability',
-                       'qos_depth'})
-_CHOICES = {'backend': BACKEND_NAMES, 'input_transport': TRANSPORTS,
+LOAD_TIME = frozenset({'model', 'backend', 'precision', 'threads', 'input_transport',
+                       'qos_reliability', 'qos_depth'})
+_CHOICES = {'backend': BACKEND_NAMES, 'precision': PRECISIONS, 'input_transport': TRANSPORTS,
             'qos_reliability': RELIABILITIES}
 _INT_RANGES = {'threads': (0, 256), 'qos_depth': (1, 100), 'drivable_close_kernel': (0, 101),
                'drivable_open_kernel': (0, 101), 'drivable_smoothing_frames': (1, 60)}
@@ -53,6 +55,8 @@ _DESCRIPTIONS = {
     'model': 'Model artefact: ONNX or torch checkpoint with a .yaml sidecar beside it; '
              'a path, or a file name under the package models/ folder.',
     'backend': 'Inference backend: ' + ', '.join(BACKEND_NAMES),
+    'precision': 'TensorRT engine precision (fp32, fp16, int8 for Q/DQ graphs); the prebuilt '
+                 'engine of that precision is used.',
     'threads': 'CPU threads for inference (0 = library default).',
     'input_transport': 'raw: subscribe to `image` (Image); compressed: `image/compressed`.',
     'qos_reliability': 'Input QoS reliability (best_effort matches camera drivers).',

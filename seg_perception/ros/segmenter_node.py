@@ -77,7 +77,8 @@ class SegmenterNode(LifecycleNode):
         try:
             segmenter = Segmenter.from_path(path, backend=self.config.backend,
                                             threads=self.config.threads,
-                                            threshold=self.config.binary_threshold)
+                                            threshold=self.config.binary_threshold,
+                                            precision=self.config.precision)
             drivable = None if segmenter.is_binary else self._make_drivable(segmenter)
         except (ModelLoadError, BackendUnavailable, KeyError, ValueError) as err:
             self.startup_error = str(err)

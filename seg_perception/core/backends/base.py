@@ -44,13 +44,19 @@ class Backend(Protocol):
     def describe(self) -> dict[str, str]: ...
 
 
-def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0) -> Backend:
+PRECISIONS = ('fp32', 'fp16', 'int8')
+
+
+def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0,
+                   precision: str = 'fp16') -> Backend:
     """Loads `artifact` on backend `name` (`auto` picks the first that is available).
 
     Args:
         name: One of BACKEND_NAMES.
         artifact: The model to load.
         threads: CPU threads for inference; 0 lets the library decide.
+        precision: TensorRT engine precision (PRECISIONS); the other backends run the graph
+            as exported.
 
     Raises:
         BackendUnavailable: The backend (or, for `auto`, every candidate) cannot run here.
@@ -61,7 +67,8 @@ def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0) -> B
         reasons = []
         for candidate in candidates:
             try:
-                return create_backend(candidate, artifact, threads=threads)
+                return create_backend(candidate, artifact, threads=threads,
+                                      precision=precision)
             except BackendUnavailable as err:
                 log.info('%s; trying the next backend', err)
                 reasons.append(f'{candidate}: {err.reason}')
@@ -72,7 +79,8 @@ def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0) -> B
         raise ModelLoadError(artifact.path, f'backend {name!r} cannot run a '
                                             f'{artifact.format} file')
     module = importlib.import_module(_MODULES[name])
-    backend = module.load(artifact, threads=threads)
+    options = {'precision': precision} if name == 'tensorrt' else {}
+    backend = module.load(artifact, threads=threads, **options)
     _check_output(backend, artifact)
     return backend
 

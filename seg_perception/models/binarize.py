@@ -69,7 +69,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def binarize_model(model: nn.Module, *, estimator: str = 'ste', weight_scale: str = 'mean',
                    binarizer: str = 'sign', cfb: bool = False, keep_float: tuple[str, ...] = (),
-                   example_input: torch.Tensor | None = None) -> list[str]:
+                   example_input: torch.Tensor | None = None,
+                   input_bn: bool = True) -> list[str]:
     """Replaces `model`'s nn.Conv2d layers by BinaryConv2d (same shape, weights, bias) in place.
 
     Every plain nn.Conv2d is eligible whatever its kernel size (ReActNet / BiDense keep 1x1
@@ -87,6 +88,8 @@ def binarize_model(model: nn.Module, *, estimator: str = 'ste', weight_scale: st
 
     Args:
         estimator, weight_scale, binarizer, cfb: BinaryConv2d options.
+        input_bn: BatchNorm before each binarised input (BinaryConv2d option); on by default
+            because replaced convs usually read ReLU outputs, whose sign is constant.
         keep_float: Module names (or names of modules containing them) to keep float.
         example_input: A batch for `model`, to find the forward order (module docstring)
             and the stem / pooled-MLP convs; use a realistic size (at a tiny one, deep maps
@@ -118,7 +121,7 @@ def binarize_model(model: nn.Module, *, estimator: str = 'ste', weight_scale: st
             continue
         try:
             layer = BinaryConv2d.from_conv(conv, estimator=estimator, weight_scale=weight_scale,
-                                           binarizer=binarizer, cfb=cfb)
+                                           binarizer=binarizer, cfb=cfb, input_bn=input_bn)
         except ValueError as err:
             raise ValueError(f'{name}: {err} (or keep it float with keep_float)') from err
         replacements.append((name, layer))

@@ -13,8 +13,9 @@ the paper's size.
 Readings where the text is open (each chosen to keep the paper's structure):
 - Gateway: three parallel conv-BN-ReLU streams with 3x3, 5x5, 7x7 kernels giving C/4, C/4 and
   C/2 channels (C = 128 x width), concatenated. Kept float: BNNs keep the first layer float.
-- Encoder stage: binary 3x3 stride-2 conv, BN, PReLU (the ReActNet / Bi-Real convention of a
-  learnable-slope activation after each binary conv).
+- Encoder stage: BN, binary 3x3 stride-2 conv, BN, PReLU (Bi-Real / ReActNet: BN before the
+  sign so that inputs from ReLUs do not binarise to a constant +1; a learnable-slope
+  activation after each binary conv).
 - Capacity Block: four branches of C/4 channels each (Table 1: the binary part gives 0.5 C):
   two sequential binary 3x3 (B1), one binary 3x3 (B2), a float 7x7 conv with dilation 2 (D),
   a float grouped 3x3 (G, `groups` groups); concatenated to C, then SE channel attention
@@ -44,10 +45,10 @@ def _ch(channels: int, width: float, multiple: int = 4) -> int:
 
 
 class BinaryConvBN(nn.Sequential):
-    """BinaryConv2d (3x3) -> BN -> PReLU."""
+    """BN -> binary 3x3 conv (BinaryConv2d with input_bn) -> BN -> PReLU."""
 
     def __init__(self, cin: int, cout: int, stride: int, binary_opts: dict):
-        super().__init__(BinaryConv2d(cin, cout, 3, stride, 1, **binary_opts),
+        super().__init__(BinaryConv2d(cin, cout, 3, stride, 1, input_bn=True, **binary_opts),
                          nn.BatchNorm2d(cout), nn.PReLU(cout))
 
 

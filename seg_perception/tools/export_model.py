@@ -5,13 +5,18 @@
 
 Without --checkpoint the weights are random (tests, benchmarks). A training checkpoint's
 sidecar (checkpoints/best.yaml) supplies the builder options, binarisation and class set.
-Binary layers are exported in deploy mode (pure sign, precomputed binary weights).
+A network with binary layers is exported in deploy mode as an exact INT8 Q/DQ graph (INT8
++-1 weights with per-channel scale alpha, sign activations quantised with scale 1;
+`models/export.py`); --binary asks for that and fails on a network without binary layers.
+Every export is linted for TensorRT (`core/onnx_lint.py`): on a lint failure the command
+exits with the issues listed and leaves the .onnx, without a sidecar, for inspection.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import sys
 
 from seg_perception.tools.complexity import parse_size
 
@@ -23,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--size', type=parse_size, required=True, help='input H x W')
     parser.add_argument('--checkpoint', type=Path, help='training checkpoint (.pt)')
     parser.add_argument('--binary', action='store_true',
-                        help='export binary layers in deploy mode (implied when the model '
-                             'has binary layers)')
+                        help='export the binary layers as INT8 Q/DQ in deploy mode (implied '
+                             'when the model has binary layers; an error when it has none)')
     parser.add_argument('--class-set', help='default: from the checkpoint sidecar, or by count')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from seg_perception.core.artifact import ModelLoadError, load_artifact
+    from seg_perception.core.onnx_lint import OnnxLintError
     from seg_perception.models.artifact_model import build_network
     from seg_perception.models.binarize import binary_layers, deploy_model
     from seg_perception.models.export import export_onnx
@@ -52,12 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint is not None:
         state = torch.load(args.checkpoint, map_location='cpu', weights_only=True)
         model.load_state_dict(state.get('model', state))
-    if args.binary or binary_layers(model):
+    binary = any(layer.binary for _, layer in binary_layers(model))
+    if args.binary and not binary:
+        parser.error(f'--binary: {args.model} has no binary layers (a binarised checkpoint '
+                     'sidecar or a binary model needed)')
+    if binary:
         deploy_model(model)
-    artifact = export_onnx(model.eval(), args.out, model_name=args.model,
-                           class_set=class_set or _class_set(args.num_classes),
-                           num_classes=args.num_classes, input_size=args.size,
-                           config_hash=config_hash)
+    try:
+        artifact = export_onnx(model.eval(), args.out, model_name=args.model,
+                               class_set=class_set or _class_set(args.num_classes),
+                               num_classes=args.num_classes, input_size=args.size,
+                               config_hash=config_hash, qdq=binary)
+    except OnnxLintError as err:
+        print(f'export_model: {err}', file=sys.stderr)
+        return 1
     # The sidecar must rebuild the same network for the torch backend too.
     if options or binarize:
         from dataclasses import replace

@@ -56,3 +56,20 @@ def test_binarize_bisenet_lite_keeps_first_and_last_float_and_deploys_exactly():
     net.eval()
     with torch.no_grad():
         assert torch.equal(deploy_model(copy.deepcopy(net))(example), net(example))
+
+
+def test_binary_networks_see_their_input():
+    """Binary layers that read ReLU outputs would binarise them to a constant +1 and make the
+    network's output independent of the image; the input BN before the sign prevents it."""
+    torch.manual_seed(0)
+    lite = build_model('bisenet_lite', num_classes=2)
+    binarize_model(lite, example_input=torch.randn(1, 3, 96, 128))
+    for net in (build_model('bisegunet', num_classes=11, width=0.0625), lite):
+        net.train()
+        with torch.no_grad():
+            for _ in range(3):  # running statistics for eval mode
+                net(torch.randn(2, 3, 64, 96))
+            net.eval()
+            a, b = net(torch.randn(1, 3, 64, 96)), net(torch.randn(1, 3, 64, 96))
+        assert not torch.equal(a, b)
+        assert (a.argmax(1) != b.argmax(1)).any()

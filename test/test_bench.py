@@ -21,3 +21,19 @@ def test_bench_json_rows_per_model_backend_size(capsys, tmp_path):
 def test_paper_sizes_are_the_lightweight_bisenet_table():
     assert PAPER_SIZES_WH == ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360),
                               (400, 400))
+
+
+def test_int8_and_tensorrt_rows_say_why_they_are_missing(capsys):
+    assert main(['--model', 'fcn_tiny', '--backend', 'onnxruntime-int8', 'tensorrt',
+                 '--size', '64x96', '--warmup', '0', '--runs', '1', '--num-classes', '11',
+                 '--json']) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]['median_ms'] is None and 'no binary layers' in rows[0]['skipped']
+    assert rows[1]['median_ms'] is None and 'tensorrt' in rows[1]['skipped']
+
+
+def test_int8_row_for_a_binary_model(capsys):
+    assert main(['--model', 'bisegunet', '--backend', 'onnxruntime-int8', '--size', '64x96',
+                 '--warmup', '0', '--runs', '1', '--num-classes', '11', '--json']) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row['backend'] == 'onnxruntime-int8' and row['median_ms'] > 0

@@ -4,7 +4,9 @@
     bench --paper-sizes --model bisenet_r18 bisenet_lite     # the lightweight-BiSeNet sizes
 
 Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval mode. Backends:
-`torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17).
+`torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17),
+`onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export) and `tensorrt`
+(where TensorRT and a prebuilt engine exist; otherwise the row says why it is missing).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from seg_perception.tools.complexity import parse_size
 # Input sizes of the lightweight-BiSeNet paper's FPS table, given there as W x H.
 PAPER_SIZES_WH = ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360), (400, 400))
 DEFAULT_SIZES = ((360, 480), (512, 1024))
-BACKENDS = ('torch', 'onnxruntime')
+BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'tensorrt')
 
 
 def _time(fn, warmup: int, runs: int) -> float:
@@ -49,6 +51,10 @@ def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: in
     pixels = np.random.default_rng(0).uniform(0, 255, (1, 3, *size)).astype(np.float32)
     if backend == 'torch':
         from seg_perception.core.artifact import Normalization
+        from seg_perception.models.binarize import binary_layers, deploy_model
+
+        if binary_layers(model):
+            deploy_model(model)  # what ships: pure sign, precomputed binary weights
         from seg_perception.models.normalized import Normalized
 
         norm = Normalization()
@@ -58,23 +64,41 @@ def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: in
         def run():
             with torch.inference_mode():
                 net(x)
-    elif backend == 'onnxruntime':
+    elif backend in ('onnxruntime', 'onnxruntime-int8', 'tensorrt'):
         from seg_perception.core.artifact import load_artifact
-        from seg_perception.core.backends import create_backend
+        from seg_perception.core.backends import BackendUnavailable, create_backend
+        from seg_perception.models.binarize import binary_layers, deploy_model
         from seg_perception.models.export import export_onnx
 
-        path = workdir / f'{name}_{size[0]}x{size[1]}.onnx'
+        qdq = backend == 'onnxruntime-int8'
+        if binary_layers(model):
+            deploy_model(model)
+        elif qdq:
+            return _row(name, backend, size, None, f'{name} has no binary layers')
+        path = workdir / f'{name}_{size[0]}x{size[1]}{"_qdq" if qdq else ""}.onnx'
         export_onnx(model, path, model_name=name, class_set=_class_set(num_classes),
-                    num_classes=num_classes, input_size=size)
-        runner = create_backend('onnxruntime', load_artifact(path), threads=threads)
+                    num_classes=num_classes, input_size=size, qdq=qdq)
+        try:
+            runner = create_backend('tensorrt' if backend == 'tensorrt' else 'onnxruntime',
+                                    load_artifact(path), threads=threads,
+                                    precision='int8' if qdq else 'fp16')
+        except BackendUnavailable as err:
+            return _row(name, backend, size, None, str(err))
 
         def run():
             runner.infer(pixels)
     else:
         raise ValueError(f'unknown backend {backend!r} (expected one of {BACKENDS})')
-    median = _time(run, warmup, runs)
-    return {'model': name, 'backend': backend, 'size': f'{size[0]}x{size[1]}',
-            'median_ms': median, 'fps': 1e3 / median}
+    return _row(name, backend, size, _time(run, warmup, runs))
+
+
+def _row(name: str, backend: str, size: tuple[int, int], median: float | None,
+         skipped: str = '') -> dict:
+    row = {'model': name, 'backend': backend, 'size': f'{size[0]}x{size[1]}',
+           'median_ms': median, 'fps': None if median is None else 1e3 / median}
+    if skipped:
+        row['skipped'] = skipped
+    return row
 
 
 def _class_set(num_classes: int) -> str:
@@ -125,18 +149,25 @@ def main(argv: list[str] | None = None) -> int:
                                   workdir=Path(tmp)))
     if args.csv:
         lines = ['model,backend,size,median_ms,fps'] + [
-            f'{r["model"]},{r["backend"]},{r["size"]},{r["median_ms"]:.3f},{r["fps"]:.3f}'
+            f'{r["model"]},{r["backend"]},{r["size"]},{_num(r["median_ms"])},{_num(r["fps"])}'
             for r in rows]
         args.csv.write_text('\n'.join(lines) + '\n')
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    print(f'{"model":<14} {"backend":<12} {"size":>10} {"median ms":>10} {"FPS":>8}')
+    print(f'{"model":<14} {"backend":<16} {"size":>10} {"median ms":>10} {"FPS":>8}')
     for r in rows:
-        print(f'{r["model"]:<14} {r["backend"]:<12} {r["size"]:>10} {r["median_ms"]:>10.1f} '
+        if r['median_ms'] is None:
+            print(f'{r["model"]:<14} {r["backend"]:<16} {r["size"]:>10}  skipped: {r["skipped"]}')
+            continue
+        print(f'{r["model"]:<14} {r["backend"]:<16} {r["size"]:>10} {r["median_ms"]:>10.1f} '
               f'{r["fps"]:>8.2f}')
     return 0
+
+
+def _num(value: float | None) -> str:
+    return '' if value is None else f'{value:.3f}'
 
 
 if __name__ == '__main__':

@@ -87,6 +87,8 @@ class SegmenterNode(LifecycleNode):
         self._segmenter, self._drivable, self._model_path = segmenter, drivable, str(path)
         self.startup_error = None
         self._create_publishers(segmenter.is_binary)
+        for reason in getattr(segmenter.backend, 'skipped', ()):
+            self.get_logger().info(f'backend auto: skipped {reason}')
         self.get_logger().info(
             f'loaded {path} ({segmenter.artifact.model}, {segmenter.artifact.class_set}, '
             f'input {segmenter.artifact.input_size[0]}x{segmenter.artifact.input_size[1]}) on '

@@ -188,7 +188,9 @@ def test_split_io_checks_counts_shapes_and_sidecar_size():
 @without_trt
 def test_auto_falls_back_to_onnxruntime_and_explicit_tensorrt_says_why(tiny_onnx):
     artifact = load_artifact(tiny_onnx)
-    assert create_backend('auto', artifact).name == 'onnxruntime'
+    chosen = create_backend('auto', artifact)
+    assert chosen.name == 'onnxruntime'
+    assert len(chosen.skipped) == 1 and chosen.skipped[0].startswith('tensorrt: ')
     with pytest.raises(BackendUnavailable) as err:
         create_backend('tensorrt', artifact)
     assert err.value.name == 'tensorrt'

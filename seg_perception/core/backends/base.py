@@ -67,8 +67,11 @@ def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0,
         reasons = []
         for candidate in candidates:
             try:
-                return create_backend(candidate, artifact, threads=threads,
-                                      precision=precision)
+                backend = create_backend(candidate, artifact, threads=threads,
+                                         precision=precision)
+                # Why better candidates were passed over, for the node to log.
+                backend.skipped = tuple(reasons)
+                return backend
             except BackendUnavailable as err:
                 log.info('%s; trying the next backend', err)
                 reasons.append(f'{candidate}: {err.reason}')

@@ -46,33 +46,39 @@ def sign(x: torch.Tensor) -> torch.Tensor:
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
-class _SignSTE(torch.autograd.Function):
-    """Sign forward, clipped-identity gradient 1{|x| <= 1} (BNN / BiSegUNet STE)."""
+class _SurrogateSign(torch.autograd.Function):
+    """Sign forward; subclasses give the surrogate gradient d sign(x) / dx as `slope(x)`."""
+
+    @staticmethod
+    def slope(x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         return sign(x)
 
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def backward(cls, ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        return grad * cls.slope(x).to(grad.dtype)
 
 
-class _ApproxSign(torch.autograd.Function):
-    """Sign forward, ReActNet ApproxSign gradient max(0, 2 - 2|x|)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return sign(x)
+class _SignSTE(_SurrogateSign):
+    """Clipped-identity gradient 1{|x| <= 1} (BNN / BiSegUNet STE)."""
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        # 2 + 2x on [-1, 0) and 2 - 2x on [0, 1) are both 2 - 2|x|; zero outside.
-        return grad * (2 - 2 * x.abs()).clamp_min(0)
+    def slope(x: torch.Tensor) -> torch.Tensor:
+        return x.abs() <= 1
+
+
+class _ApproxSign(_SurrogateSign):
+    """ReActNet ApproxSign gradient: 2 + 2x on [-1, 0) and 2 - 2x on [0, 1) are both
+    2 - 2|x|; zero outside."""
+
+    @staticmethod
+    def slope(x: torch.Tensor) -> torch.Tensor:
+        return (2 - 2 * x.abs()).clamp_min(0)
 
 
 class _ScaledSignWeight(torch.autograd.Function):

@@ -62,6 +62,14 @@ class ClassSet:
         return lut
 
 
+def class_set_for(num_classes: int) -> str:
+    """The first shipped class set with `num_classes` classes (random-weight exports)."""
+    for name in CLASS_SET_NAMES:
+        if load_class_set(name).num_classes == num_classes:
+            return name
+    raise ValueError(f'no class set has {num_classes} classes')
+
+
 def class_set_path(name: str) -> Path:
     return config_dir() / 'classes' / f'{name}.yaml'
 

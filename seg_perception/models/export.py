@@ -43,7 +43,8 @@ ONNX_OPSET = 17  # TensorRT 8.5 / 8.6 (JetPack 5, 6.0) read at most opset 17
 def export_onnx(model: nn.Module, out: Path | str, *, model_name: str, class_set: str,
                 num_classes: int, input_size: tuple[int, int],
                 normalization: Normalization | None = None,
-                config_hash: str | None = None, qdq: bool = False,
+                config_hash: str | None = None, model_options: dict | None = None,
+                binarize: dict | None = None, qdq: bool = False,
                 lint: bool = True) -> ModelArtifact:
     """Exports `model` (eval mode) with the TorchScript exporter and writes the sidecar.
 
@@ -79,7 +80,8 @@ def export_onnx(model: nn.Module, out: Path | str, *, model_name: str, class_set
         path=out, format='onnx', model=model_name, class_set=class_set,
         num_classes=num_classes, input_size=tuple(input_size),
         normalization=Normalization(True, tuple(normalization.mean), tuple(normalization.std)),
-        output_kind='logits', config_hash=config_hash)
+        output_kind='logits', config_hash=config_hash, model_options=dict(model_options or {}),
+        binarize=binarize)
     write_sidecar(artifact)
     return artifact
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from seg_perception.core.classes import class_set_for
 from seg_perception.tools.complexity import parse_size
 
 # Input sizes of the lightweight-BiSeNet paper's FPS table, given there as W x H.
@@ -76,7 +77,7 @@ def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: in
         elif qdq:
             return _row(name, backend, size, None, f'{name} has no binary layers')
         path = workdir / f'{name}_{size[0]}x{size[1]}{"_qdq" if qdq else ""}.onnx'
-        export_onnx(model, path, model_name=name, class_set=_class_set(num_classes),
+        export_onnx(model, path, model_name=name, class_set=class_set_for(num_classes),
                     num_classes=num_classes, input_size=size, qdq=qdq)
         try:
             runner = create_backend('tensorrt' if backend == 'tensorrt' else 'onnxruntime',
@@ -99,15 +100,6 @@ def _row(name: str, backend: str, size: tuple[int, int], median: float | None,
     if skipped:
         row['skipped'] = skipped
     return row
-
-
-def _class_set(num_classes: int) -> str:
-    from seg_perception.core.classes import CLASS_SET_NAMES, load_class_set
-
-    for name in CLASS_SET_NAMES:
-        if load_class_set(name).num_classes == num_classes:
-            return name
-    raise ValueError(f'no class set has {num_classes} classes')
 
 
 def main(argv: list[str] | None = None) -> int:

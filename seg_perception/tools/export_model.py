@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from seg_perception.core.artifact import ModelLoadError, load_artifact
+    from seg_perception.core.classes import class_set_for
     from seg_perception.core.onnx_lint import OnnxLintError
     from seg_perception.models.artifact_model import build_network
     from seg_perception.models.binarize import binary_layers, deploy_model
     from seg_perception.models.export import export_onnx
-    from seg_perception.tools.bench import _class_set
 
     options, binarize, class_set, config_hash = {}, None, args.class_set, None
     if args.checkpoint is not None:
@@ -66,19 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         deploy_model(model)
     try:
         artifact = export_onnx(model.eval(), args.out, model_name=args.model,
-                               class_set=class_set or _class_set(args.num_classes),
+                               class_set=class_set or class_set_for(args.num_classes),
                                num_classes=args.num_classes, input_size=args.size,
-                               config_hash=config_hash, qdq=binary)
+                               config_hash=config_hash, model_options=options,
+                               binarize=binarize, qdq=binary)
     except OnnxLintError as err:
         print(f'export_model: {err}', file=sys.stderr)
         return 1
-    # The sidecar must rebuild the same network for the torch backend too.
-    if options or binarize:
-        from dataclasses import replace
-
-        from seg_perception.core.artifact import write_sidecar
-
-        write_sidecar(replace(artifact, model_options=dict(options), binarize=binarize))
     print(f'wrote {artifact.path} and {artifact.sidecar}')
     return 0
 

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from test.conftest import CAMVID
 from training.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / 'training' / 'configs').glob('*.yaml'))
 CPU = [p for p in CONFIGS if p.stem.endswith('_cpu')]
-CAMVID = REPO.parent / 'shared' / 'datasets' / 'camvid'
 
 
 def test_one_config_per_paper_recipe_and_cpu_variants():

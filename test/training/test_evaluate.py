@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from test.conftest import CAMVID
 from training.evaluate import evaluate, main
 
 REPO = Path(__file__).resolve().parents[2]
-CAMVID = REPO.parent / 'shared' / 'datasets' / 'camvid'
 SHIPPED = REPO / 'models' / 'fcn_tiny_camvid.onnx'
 pytestmark = pytest.mark.skipif(not (CAMVID / 'val').is_dir(), reason=f'no CamVid at {CAMVID}')
 

@@ -14,11 +14,11 @@ import time
 import pytest
 import torch
 
+from test.conftest import CAMVID
 from training.checkpoint import load
 from training.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
-CAMVID = Path(os.environ.get('CAMVID_ROOT', REPO.parent / 'shared' / 'datasets' / 'camvid'))
 pytestmark = pytest.mark.skipif(not (CAMVID / 'train').is_dir(),
                                 reason=f'CamVid not found at {CAMVID} (set CAMVID_ROOT)')
 

@@ -46,6 +46,8 @@ setup(
             'bench = seg_perception.tools.bench:main',
             'export_model = seg_perception.tools.export_model:main',
             'build_engine = seg_perception.tools.build_engine:main',
+            'make_bag = seg_perception.tools.make_bag:main',
+            'bag_eval = seg_perception.tools.bag_eval:main',
         ],
     },
 )

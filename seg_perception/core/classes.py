@@ -106,3 +106,26 @@ def parse_class_set(data: dict, source: str = '<dict>') -> ClassSet:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f'malformed class set {source}: {err}') from err
+
+
+# Binary tasks: the class set a binary model predicts, and which classes of a multi-class
+# ground truth count as positive (training's CamVid views and bag evaluation share this).
+# Bicyclist is the rider together with the bicycle in CamVid: it counts as human.
+BINARY_TASKS = {'human': 'binary_human', 'vehicle': 'binary_vehicle'}
+POSITIVE_CLASSES = {'camvid11': {'human': ('Pedestrian', 'Bicyclist'), 'vehicle': ('Car',)}}
+
+
+def task_target(label: np.ndarray, class_set: ClassSet, task: str) -> np.ndarray:
+    """Multi-class ground truth -> the target of `task` (multiclass: unchanged; human /
+    vehicle: 1 positive, 0 other classes, 255 void)."""
+    if task == 'multiclass':
+        return label
+    if task not in BINARY_TASKS:
+        raise ValueError(f'task must be multiclass, {" or ".join(BINARY_TASKS)}, got {task!r}')
+    if class_set.name not in POSITIVE_CLASSES:
+        raise ValueError(f'no {task} classes known for ground truth labelled {class_set.name!r} '
+                         f'(known: {", ".join(POSITIVE_CLASSES)})')
+    lut = np.full(256, 255, np.uint8)
+    lut[:class_set.num_classes] = 0
+    lut[[class_set.index(n) for n in POSITIVE_CLASSES[class_set.name][task]]] = 1
+    return lut[label]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+DEFAULT_CLASSES = ('road',)  # class names, case-insensitive (the node's drivable_classes)
+
 
 @dataclass(frozen=True)
 class DrivableConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from seg_perception.core.classes import POSITIVE_CLASSES as CORE_POSITIVES
 from seg_perception.core.classes import load_class_set
 
 from .base import (
@@ -25,8 +26,7 @@ from .base import (
 
 CLASS_SET = 'camvid11'
 SPLITS = ('train', 'val', 'test')
-# Bicyclist is the rider together with the bicycle in CamVid: it counts as human.
-POSITIVE_CLASSES = {'human': ('Pedestrian', 'Bicyclist'), 'vehicle': ('Car',)}
+POSITIVE_CLASSES = CORE_POSITIVES[CLASS_SET]  # human: Pedestrian + Bicyclist, vehicle: Car
 
 
 def camvid_spec(task: str) -> LabelSpec:

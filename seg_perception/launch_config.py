@@ -107,3 +107,62 @@ def perception_nodes(*, profile: str, camera_topic: str = '/camera/image_raw',
 
 def rviz_config() -> Path:
     return config_dir() / 'seg_perception.rviz'
+
+
+# Which task each perception node is scored on by bag_eval.
+NODE_TASKS = {'segmenter': 'multiclass', 'human_mask': 'human', 'vehicle_mask': 'vehicle'}
+
+
+def profile_models(params_file: str | Path) -> dict[str, str]:
+    """{node name: model} from a profile YAML's `/**/<node>` sections."""
+    import yaml
+
+    data = yaml.safe_load(Path(params_file).read_text()) or {}
+    models = {}
+    for key, section in data.items():
+        name = str(key).rsplit('/', 1)[-1]
+        model = (section or {}).get('ros__parameters', {}).get('model')
+        if name in PERCEPTION_NODES and model:
+            models[name] = model
+    return models
+
+
+def replay_nodes(*, bag: str, report: str = 'replay_report', profile: str = 'desktop',
+                 namespace: str = '', params_file: str | Path | None = None,
+                 backend: str = '', masks: bool = True, deterministic: bool = False,
+                 rate_scale: float = 1.0, use_sim_time: bool = False,
+                 log_level: str = 'info') -> list[NodeSpec]:
+    """The perception nodes of `profile` on the bag's camera topic, plus `bag_eval` attached
+    to them: it plays the bag into them and writes the report (launch/replay.launch.py).
+
+    Args:
+        bag: rosbag2 folder made by make_bag (camera on /camera/image_raw).
+        report: Report folder.
+        deterministic: Wait for every frame's outputs (else recorded rate; drops count).
+        rate_scale: Realtime playback speed factor.
+        Other arguments: as for perception_nodes.
+    """
+    if not str(bag).strip():
+        raise ValueError('bag must name a rosbag2 folder (make_bag --out ...)')
+    if rate_scale <= 0:
+        raise ValueError(f'rate_scale must be > 0, got {rate_scale}')
+    params = str(params_file or config_dir() / f'{profile}.yaml')
+    specs = perception_nodes(profile=profile, namespace=namespace, params_file=params,
+                             backend=backend, masks=masks, use_sim_time=use_sim_time,
+                             log_level=log_level)
+    models = profile_models(params)
+    missing = [s.name for s in specs if s.name not in models]
+    if missing:
+        raise ValueError(f'{params} sets no model for {", ".join(missing)}')
+    first, *others = specs
+    arguments = ['--bag', str(bag), '--report', str(report), '--model', models[first.name],
+                 '--task', NODE_TASKS[first.name], '--attach', '/' + namespace.strip('/'),
+                 '--rate-scale', str(rate_scale)]
+    for spec in others:
+        arguments += ['--extra', f'{NODE_TASKS[spec.name]}={models[spec.name]}']
+    if deterministic:
+        arguments.append('--deterministic')
+    if use_sim_time:
+        arguments.append('--use-sim-time')
+    return specs + [NodeSpec(executable='bag_eval', name='bag_eval', namespace=namespace,
+                             arguments=arguments)]

@@ -12,7 +12,13 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from seg_perception.launch_config import NodeSpec, perception_nodes, rviz_config, segmenter_nodes
+from seg_perception.launch_config import (
+    NodeSpec,
+    perception_nodes,
+    replay_nodes,
+    rviz_config,
+    segmenter_nodes,
+)
 
 ARGUMENTS = {
     'camera_topic': ('/camera/image_raw', 'Input image topic'),
@@ -26,6 +32,11 @@ ARGUMENTS = {
     'rviz': ('false', 'Open rviz2 with config/seg_perception.rviz'),
     'use_sim_time': ('false', 'Use /clock'),
     'log_level': ('info', 'debug | info | warn | error | fatal'),
+    'bag': ('', 'rosbag2 folder to replay (make_bag --out ...)'),
+    'report': ('replay_report', 'Report folder written by bag_eval'),
+    'profile': ('desktop', 'desktop (ONNX Runtime) | jetson (TensorRT): config/<profile>.yaml'),
+    'deterministic': ('false', 'Wait for every frame\'s outputs instead of the recorded rate'),
+    'rate_scale': ('1.0', 'Realtime playback speed factor'),
 }
 
 
@@ -60,6 +71,20 @@ def generate_segmenter() -> LaunchDescription:
         params_file=v['params_file'] or None, model=v['model'], backend=v['backend'],
         input_transport=v['input_transport'], use_sim_time=_is_true(v['use_sim_time']),
         log_level=v['log_level'])))
+
+
+def generate_replay() -> LaunchDescription:
+    """The perception nodes plus bag_eval replaying a bag into them (replay.launch.py)."""
+    names = ('bag', 'report', 'profile', 'namespace', 'params_file', 'backend', 'masks',
+             'deterministic', 'rate_scale', 'rviz', 'use_sim_time', 'log_level')
+    rviz = Node(package='rviz2', executable='rviz2', arguments=['-d', str(rviz_config())],
+                condition=IfCondition(LaunchConfiguration('rviz')), output='screen')
+    return LaunchDescription(_describe(names, lambda v: replay_nodes(
+        bag=v['bag'], report=v['report'], profile=v['profile'], namespace=v['namespace'],
+        params_file=v['params_file'] or None, backend=v['backend'],
+        masks=_is_true(v['masks']), deterministic=_is_true(v['deterministic']),
+        rate_scale=float(v['rate_scale']), use_sim_time=_is_true(v['use_sim_time']),
+        log_level=v['log_level'])) + [rviz])
 
 
 def generate(profile: str) -> LaunchDescription:

@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--domain-id', type=int, default=38,
                         help='ROS_DOMAIN_ID for the run (not with --attach: inherited)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--ros-args' in argv:  # started by launch_ros (launch/replay.launch.py)
+        argv = argv[:argv.index('--ros-args')]
     args = parser.parse_args(argv)
     args.mode = 'offline' if args.offline else (
         'deterministic' if args.deterministic else 'realtime')

@@ -144,3 +144,57 @@ def test_offline_drivable_matches_node_defaults():
     names = {f.name for f in fields(DrivableConfig)} - {'class_ids'}
     assert {n: getattr(default, n) for n in names} == {
         n: getattr(node, f'drivable_{n}') for n in names}
+
+
+def _command(spec) -> list[str]:
+    """What launch_ros runs for a NodeSpec (ros2 run + --ros-args), with this venv's scripts."""
+    cmd = [str(Path(sys.executable).parent / spec.executable)]
+    if spec.executable == 'bag_eval':
+        return cmd + spec.arguments + ['--quiet']
+    ros = ['--ros-args', '-r', f'__node:={spec.name}', '-r', f'__ns:=/{spec.namespace}']
+    for param in spec.parameters:
+        if isinstance(param, dict):
+            ros += [a for k, v in param.items() for a in ('-p', f'{k}:={str(v).lower()}')]
+        else:
+            ros += ['--params-file', param]
+    ros += [a for src, dst in spec.remappings for a in ('-r', f'{src}:={dst}')]
+    return cmd + ros + spec.arguments[1:]
+
+
+def test_replay_launch_nodes_run_together(val_bag, camvid_model, tmp_path):
+    """launch/replay.launch.py's node list, started as launch_ros would start it."""
+    from seg_perception.launch_config import replay_nodes
+    from seg_perception.tools.ros_env import ros_environment
+
+    params = tmp_path / 'replay.yaml'
+    params.write_text(f'/**/segmenter:\n  ros__parameters:\n    model: {camvid_model}\n'
+                      '    backend: onnxruntime\n')
+    specs = replay_nodes(bag=str(val_bag), report=str(tmp_path / 'report'), namespace='replay',
+                         params_file=params, masks=False, deterministic=True)
+    assert [s.executable for s in specs] == ['segmenter_node', 'bag_eval']
+    env = ros_environment(int(DOMAIN), tmp_path / 'ros_log')
+    node = subprocess.Popen(_command(specs[0]), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        evaluator = subprocess.run(_command(specs[1]), env=env, capture_output=True, text=True,
+                                   timeout=120)
+    finally:
+        node.terminate()
+        log = node.communicate(timeout=10)[0]
+    assert evaluator.returncode == 0, evaluator.stderr + evaluator.stdout + log
+    report = json.loads((tmp_path / 'report' / 'report.json').read_text())
+    assert report['node'] == '/replay/segmenter' and report['mode'] == 'deterministic'
+    assert report['frames']['processed'] == 10
+
+
+def test_replay_nodes_refuse_bad_arguments(tmp_path):
+    from seg_perception.launch_config import replay_nodes
+
+    with pytest.raises(ValueError, match='bag must name'):
+        replay_nodes(bag=' ')
+    with pytest.raises(ValueError, match='rate_scale'):
+        replay_nodes(bag='b', rate_scale=0)
+    params = tmp_path / 'p.yaml'
+    params.write_text('/**/segmenter:\n  ros__parameters:\n    backend: onnxruntime\n')
+    with pytest.raises(ValueError, match='sets no model for segmenter'):
+        replay_nodes(bag='b', params_file=params, masks=False)

@@ -3,7 +3,9 @@ frozen config the node is built from."""
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, fields
+import math
 
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -15,6 +17,7 @@ from rclpy.node import Node
 
 from seg_perception.core.backends import BACKEND_NAMES
 from seg_perception.core.backends.base import PRECISIONS
+from seg_perception.core.ground_grid import GroundGridConfig, camera_homography
 
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
@@ -38,19 +41,47 @@ class SegmenterNodeConfig:
     drivable_open_kernel: int = 5
     drivable_bottom_band: float = 0.1
     drivable_smoothing_frames: int = 1
+    # Bird's-eye ~/drivable_grid (seg_perception/core/ground_grid.py has the conventions).
+    grid_enabled: bool = False
+    grid_frame: str = 'base_footprint'
+    grid_resolution: float = 0.1
+    grid_x_min: float = 0.0
+    grid_x_max: float = 20.0
+    grid_y_half_width: float = 10.0
+    grid_homography: tuple[float, ...] = (0.0,) * 9  # all zeros: use the camera_* values
+    camera_image_width: int = 0
+    camera_image_height: int = 0
+    camera_fx: float = 0.0
+    camera_fy: float = 0.0
+    camera_cx: float = 0.0
+    camera_cy: float = 0.0
+    camera_height: float = 0.0
+    camera_pitch: float = 0.0
+    camera_x: float = 0.0
+    camera_y: float = 0.0
     diagnostics_period: float = 1.0
     autostart: bool = True
 
 
 # Parameters read only on configure: changing them while configured would not take effect.
 LOAD_TIME = frozenset({'model', 'backend', 'precision', 'threads', 'input_transport',
-                       'qos_reliability', 'qos_depth'})
+                       'qos_reliability', 'qos_depth', 'grid_enabled'})
+# Parameters that make up the ground grid (runtime-tunable: the grid is rebuilt).
+GRID_PARAMETERS = frozenset(f.name for f in fields(SegmenterNodeConfig)
+                            if f.name.startswith(('grid_', 'camera_'))) - {'grid_enabled'}
 _CHOICES = {'backend': BACKEND_NAMES, 'precision': PRECISIONS, 'input_transport': TRANSPORTS,
             'qos_reliability': RELIABILITIES}
 _INT_RANGES = {'threads': (0, 256), 'qos_depth': (1, 100), 'drivable_close_kernel': (0, 101),
-               'drivable_open_kernel': (0, 101), 'drivable_smoothing_frames': (1, 60)}
+               'drivable_open_kernel': (0, 101), 'drivable_smoothing_frames': (1, 60),
+               'camera_image_width': (0, 100_000), 'camera_image_height': (0, 100_000)}
 _FLOAT_RANGES = {'overlay_alpha': (0.0, 1.0), 'binary_threshold': (-100.0, 100.0),
-                 'drivable_bottom_band': (0.01, 1.0), 'diagnostics_period': (0.1, 60.0)}
+                 'drivable_bottom_band': (0.01, 1.0), 'diagnostics_period': (0.1, 60.0),
+                 'grid_resolution': (0.005, 10.0), 'grid_x_min': (-500.0, 500.0),
+                 'grid_x_max': (-500.0, 500.0), 'grid_y_half_width': (0.01, 500.0),
+                 'camera_fx': (0.0, 100_000.0), 'camera_fy': (0.0, 100_000.0),
+                 'camera_cx': (-100_000.0, 100_000.0), 'camera_cy': (-100_000.0, 100_000.0),
+                 'camera_height': (0.0, 100.0), 'camera_pitch': (-1.57, 1.57),
+                 'camera_x': (-100.0, 100.0), 'camera_y': (-100.0, 100.0)}
 _DESCRIPTIONS = {
     'model': 'Model artefact: ONNX or torch checkpoint with a .yaml sidecar beside it; '
              'a path, or a file name under the package models/ folder.',
@@ -69,6 +100,31 @@ _DESCRIPTIONS = {
     'drivable_open_kernel': 'Drivable mask opening kernel, pixels (0/1 = off).',
     'drivable_bottom_band': 'Keep drivable regions touching this bottom fraction of the image.',
     'drivable_smoothing_frames': 'Temporal majority vote over this many frames (1 = off).',
+    'grid_enabled': 'Multi-class models: also publish ~/drivable_grid (nav_msgs/OccupancyGrid, '
+                    '0 free, 100 not drivable, -1 unseen), the drivable mask projected onto '
+                    'the ground plane.',
+    'grid_frame': 'Frame of ~/drivable_grid (x forward, y left, on the ground).',
+    'grid_resolution': 'Grid cell side, m.',
+    'grid_x_min': 'Grid forward extent: from this x in grid_frame, m.',
+    'grid_x_max': 'Grid forward extent: up to this x in grid_frame, m.',
+    'grid_y_half_width': 'Grid lateral extent: y in [-this, this] in grid_frame, m.',
+    'grid_homography': 'Ground -> image homography, 9 values row-major: [u w, v w, w] = '
+                       'H [x, y, 1] with (x, y) on the ground in grid_frame (m) and (u, v) '
+                       'pixels of a camera_image_width x camera_image_height image. All zeros '
+                       '(or empty) = computed from the camera_* intrinsics, height and pitch.',
+    'camera_image_width': 'Image width the intrinsics / homography are for, pixels; other '
+                          'sizes are scaled (0 = the received images).',
+    'camera_image_height': 'Image height the intrinsics / homography are for, pixels '
+                           '(0 = the received images).',
+    'camera_fx': 'Focal length along x, pixels (grid without grid_homography).',
+    'camera_fy': 'Focal length along y, pixels.',
+    'camera_cx': 'Principal point x (column), pixels.',
+    'camera_cy': 'Principal point y (row), pixels.',
+    'camera_height': 'Height of the camera optical centre above the ground, m.',
+    'camera_pitch': 'Downward tilt of the optical axis, rad (positive = looking down; no '
+                    'roll or yaw: the camera faces +x of grid_frame).',
+    'camera_x': 'Camera position over the ground along x of grid_frame, m.',
+    'camera_y': 'Camera position over the ground along y of grid_frame, m.',
     'diagnostics_period': 'Seconds between /diagnostics messages.',
     'autostart': 'Configure and activate on start (false: wait for a lifecycle manager).',
 }
@@ -94,15 +150,40 @@ def declare_parameters(node: Node, defaults: SegmenterNodeConfig | None = None) 
                 FloatingPointRange(from_value=low, to_value=high, step=0.0)]
         if name == 'drivable_classes':
             descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
+        if name == 'grid_homography':
+            descriptor.type = ParameterType.PARAMETER_DOUBLE_ARRAY
         node.declare_parameter(name, value, descriptor)
 
 
 def read_config(node: Node) -> SegmenterNodeConfig:
-    values = {}
-    for field in fields(SegmenterNodeConfig):
-        value = node.get_parameter(field.name).value
-        values[field.name] = tuple(value) if isinstance(value, list) else value
-    return SegmenterNodeConfig(**values)
+    return SegmenterNodeConfig(**{field.name: config_value(node.get_parameter(field.name).value)
+                                  for field in fields(SegmenterNodeConfig)})
+
+
+def config_value(value):
+    """A parameter value as SegmenterNodeConfig holds it: arrays (lists, or array.array from
+    the parameter services) as tuples."""
+    return tuple(value) if isinstance(value, list | array.array) else value
+
+
+def ground_grid_config(config: SegmenterNodeConfig) -> GroundGridConfig:
+    """The ground grid of `config`: grid_homography, or else one built from the camera_*
+    values. Raises ValueError saying which parameters are wrong."""
+    try:
+        if any(config.grid_homography):
+            homography = config.grid_homography
+        else:
+            homography = tuple(camera_homography(
+                fx=config.camera_fx, fy=config.camera_fy, cx=config.camera_cx,
+                cy=config.camera_cy, height=config.camera_height, pitch=config.camera_pitch,
+                x=config.camera_x, y=config.camera_y).ravel())
+        return GroundGridConfig(
+            homography, resolution=config.grid_resolution, x_min=config.grid_x_min,
+            x_max=config.grid_x_max, y_half_width=config.grid_y_half_width,
+            image_width=config.camera_image_width, image_height=config.camera_image_height)
+    except ValueError as err:
+        raise ValueError(f'drivable grid: {err} (see the grid_* and camera_* '
+                         'parameters)') from err
 
 
 def validate(name: str, value) -> str | None:
@@ -116,4 +197,12 @@ def validate(name: str, value) -> str | None:
         return 'model must name a model file'
     if name == 'drivable_classes' and (not value or any(not str(v).strip() for v in value)):
         return 'drivable_classes must list at least one class name'
+    if name == 'grid_frame' and (not str(value).strip() or str(value).startswith('/')):
+        return f'grid_frame must name a TF frame (not empty, no leading /), got {value!r}'
+    if name == 'grid_homography':
+        if len(value) not in (0, 9):
+            return ('grid_homography must have 9 values (3x3 row-major, ground -> image) or '
+                    f'none, got {len(value)}')
+        if not all(math.isfinite(v) for v in value):
+            return 'grid_homography values must be finite'
     return None

@@ -1,5 +1,6 @@
 """The `segmenter` lifecycle node: camera images in, labels / colour / overlay / confidence /
-drivable area (multi-class models) or a binary mask (2-class models) out.
+drivable area (multi-class models) or a binary mask (2-class models) out, and optionally the
+drivable area as a bird's-eye occupancy grid (`~/drivable_grid`, multi-class models).
 
 Glue only: parameters -> SegmenterNodeConfig -> core objects; the numerics live in
 seg_perception.core. Inference runs on a worker thread, off the subscription callback, on
@@ -9,22 +10,27 @@ dropped, so a slow model never builds a queue.
 
 from __future__ import annotations
 
+import array
 from dataclasses import replace
 import sys
 import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import OccupancyGrid
+import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 
 from seg_perception.core.artifact import ModelLoadError
 from seg_perception.core.backends import BackendUnavailable
 from seg_perception.core.drivable import DrivableArea, DrivableConfig
+from seg_perception.core.ground_grid import GroundGrid, GroundGridConfig
 from seg_perception.core.image_codec import ImageRejected
 from seg_perception.core.outputs import OUTPUT_NAMES, render_outputs
 from seg_perception.core.paths import resolve_model_path
@@ -32,9 +38,12 @@ from seg_perception.core.segmenter import Segmenter
 from seg_perception.core.stats import FrameStats, LatestSlot
 from seg_perception.ros.conversions import array_to_image_msg, image_msg_to_array
 from seg_perception.ros.params import (
+    GRID_PARAMETERS,
     LOAD_TIME,
     SegmenterNodeConfig,
+    config_value,
     declare_parameters,
+    ground_grid_config,
     read_config,
     validate,
 )
@@ -53,6 +62,7 @@ class SegmenterNode(LifecycleNode):
         self.stats = FrameStats()
         self._segmenter: Segmenter | None = None
         self._drivable: DrivableArea | None = None
+        self._ground_grid: GroundGrid | None = None
         self._drivable_lock = threading.Lock()
         self._model_path = ''
         self._slot = LatestSlot()
@@ -80,13 +90,19 @@ class SegmenterNode(LifecycleNode):
                                             threshold=self.config.binary_threshold,
                                             precision=self.config.precision)
             drivable = None if segmenter.is_binary else self._make_drivable(segmenter)
+            ground_grid = (GroundGrid(ground_grid_config(self.config))
+                           if drivable is not None and self.config.grid_enabled else None)
         except (ModelLoadError, BackendUnavailable, KeyError, ValueError) as err:
             self.startup_error = str(err)
             self.get_logger().error(f'configure failed: {err}')
             return TransitionCallbackReturn.FAILURE
         self._segmenter, self._drivable, self._model_path = segmenter, drivable, str(path)
+        self._ground_grid = ground_grid
         self.startup_error = None
         self._create_publishers(segmenter.is_binary)
+        if self.config.grid_enabled and segmenter.is_binary:
+            self.get_logger().warning('grid_enabled ignored: a 2-class model has no drivable '
+                                      'area, so no ~/drivable_grid')
         for reason in getattr(segmenter.backend, 'skipped', ()):
             self.get_logger().info(f'backend auto: skipped {reason}')
         self.get_logger().info(
@@ -136,12 +152,15 @@ class SegmenterNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
-        self._segmenter = self._drivable = None
+        self._segmenter = self._drivable = self._ground_grid = None
 
     def _create_publishers(self, binary: bool) -> None:
         names = [n for n in OUTPUT_NAMES if n != ('drivable' if binary else 'mask')]
         self._pubs = {name: self.create_lifecycle_publisher(Image, f'~/{name}', 5)
                       for name in names}
+        if self._ground_grid is not None:
+            self._pubs['drivable_grid'] = self.create_lifecycle_publisher(
+                OccupancyGrid, '~/drivable_grid', 5)
 
     def _make_drivable(self, segmenter: Segmenter,
                        cfg: SegmenterNodeConfig | None = None) -> DrivableArea:
@@ -168,8 +187,7 @@ class SegmenterNode(LifecycleNode):
         changes: rclpy keeps the old values and so does `self.config`.
         """
         segmenter = self._segmenter
-        changes = {p.name: tuple(p.value) if isinstance(p.value, list) else p.value
-                   for p in params}
+        changes = {p.name: config_value(p.value) for p in params}
         for name, value in changes.items():
             reason = validate(name, value)
             if reason is None and segmenter is not None and name in LOAD_TIME:
@@ -185,8 +203,14 @@ class SegmenterNode(LifecycleNode):
                 drivable = self._make_drivable(segmenter, config)
             except (KeyError, ValueError) as err:
                 return SetParametersResult(successful=False, reason=str(err.args[0]))
+        ground_grid = self._ground_grid
+        if ground_grid is not None and GRID_PARAMETERS & changes.keys():
+            try:
+                ground_grid = GroundGrid(ground_grid_config(config))
+            except ValueError as err:
+                return SetParametersResult(successful=False, reason=str(err))
         with self._drivable_lock:
-            self.config, self._drivable = config, drivable
+            self.config, self._drivable, self._ground_grid = config, drivable, ground_grid
         if segmenter is not None:
             segmenter.threshold = config.binary_threshold
         if 'diagnostics_period' in changes:
@@ -228,11 +252,20 @@ class SegmenterNode(LifecycleNode):
         header = msg.header
         # Labels first, always: they are what downstream consumers wait for.
         pubs['labels'].publish(array_to_image_msg(result.labels, header))
+        # The grid is made from the drivable mask (made once: it may smooth over frames).
+        images = wanted - {'labels', 'drivable_grid'}
+        grid_wanted = 'drivable_grid' in wanted
         with self._drivable_lock:
-            outputs = render_outputs(result, image.rgb(), wanted - {'labels'},
+            outputs = render_outputs(result, image.rgb(),
+                                     images | ({'drivable'} if grid_wanted else set()),
                                      segmenter.class_set, self._drivable, cfg.overlay_alpha)
-        for name, array in outputs.items():
-            pubs[name].publish(array_to_image_msg(array, header))
+            ground_grid, grid_frame = self._ground_grid, self.config.grid_frame
+        for name, pixels in outputs.items():
+            if name in images:
+                pubs[name].publish(array_to_image_msg(pixels, header))
+        if grid_wanted and ground_grid is not None and 'drivable' in outputs:
+            pubs['drivable_grid'].publish(occupancy_grid_msg(
+                ground_grid(outputs['drivable']), header, grid_frame, ground_grid.config))
         done = time.monotonic()
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         age_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
@@ -266,6 +299,22 @@ class SegmenterNode(LifecycleNode):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self._diag_pub.publish(array)
+
+
+def occupancy_grid_msg(grid: np.ndarray, header: Header, frame_id: str,
+                       config: GroundGridConfig) -> OccupancyGrid:
+    """(rows, cols) int8 grid -> OccupancyGrid in `frame_id`, stamped like the image."""
+    msg = OccupancyGrid()
+    msg.header.stamp = header.stamp
+    msg.header.frame_id = frame_id
+    msg.info.map_load_time = header.stamp
+    msg.info.resolution = float(config.resolution)
+    msg.info.height, msg.info.width = (int(n) for n in grid.shape)
+    msg.info.origin.position.x, msg.info.origin.position.y = config.origin
+    msg.info.origin.orientation.w = 1.0
+    # int8[] takes an array.array('b') as is; built from bytes it is a single copy.
+    msg.data = array.array('b', np.ascontiguousarray(grid, np.int8).tobytes())
+    return msg
 
 
 def main(args: list[str] | None = None) -> int:

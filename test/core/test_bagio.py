@@ -109,7 +109,8 @@ def test_gap_out_of_order_and_duplicates_warn(frame_dirs, tmp_path):
     assert 'out of order' in text and 'gap of 1.70 s' in text and 'duplicate' in text
     assert '3 of 6 frames have no ground truth' in text
     assert len(caught) == len(contents.warnings)
-    assert [f.label is not None for f in contents.frames] == [True, True, False, True, False, False]
+    labelled = [f.label is not None for f in contents.frames]
+    assert labelled == [True, True, False, True, False, False]
 
 
 def test_bad_inputs_are_refused_with_the_reason(frame_dirs, tmp_path):

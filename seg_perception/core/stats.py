@@ -60,16 +60,20 @@ class FrameStats:
     """What happened to each input frame, for `/diagnostics`.
 
     Counters never reset while the node lives; rates and latencies cover recent frames
-    (a sliding window of seconds, the last `latency_window` frames).
+    (a sliding window of seconds, the last `latency_window` frames). Rejections are also
+    counted per kind (`rejected_<kind>`): every kind in `rejection_kinds` is reported, zero
+    or not, so a monitor sees a stable set of keys.
     """
 
-    def __init__(self, latency_window: int = 300, clock=time.monotonic):
+    def __init__(self, latency_window: int = 300, clock=time.monotonic,
+                 rejection_kinds: tuple[str, ...] = ()):
         self._lock = threading.Lock()
         self._clock = clock
         self.received = 0
         self.processed = 0
         self.dropped = 0
         self.rejected = 0
+        self.rejected_by_kind: dict[str, int] = dict.fromkeys(rejection_kinds, 0)
         self.errors = 0
         self.last_rejection = ''
         self.last_error = ''
@@ -86,9 +90,10 @@ class FrameStats:
             self.dropped += int(dropped_previous)
             self._in.tick(self._clock())
 
-    def on_rejected(self, reason: str) -> None:
+    def on_rejected(self, kind: str, reason: str) -> None:
         with self._lock:
             self.rejected += 1
+            self.rejected_by_kind[kind] = self.rejected_by_kind.get(kind, 0) + 1
             self.last_rejection = reason
 
     def on_error(self, error: str) -> None:
@@ -116,6 +121,7 @@ class FrameStats:
                 'frames_processed': self.processed,
                 'frames_dropped': self.dropped,
                 'frames_rejected': self.rejected,
+                **{f'rejected_{kind}': n for kind, n in self.rejected_by_kind.items()},
                 'errors': self.errors,
                 'input_rate_hz': self._in.rate(now),
                 'output_rate_hz': self._out.rate(now),

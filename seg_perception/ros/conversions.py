@@ -22,9 +22,9 @@ def image_msg_to_array(msg: Image | CompressedImage) -> DecodedImage:
 
 def array_to_image_msg(array: np.ndarray, header: Header, encoding: str | None = None) -> Image:
     """(H, W) uint8 -> mono8, (H, W, 3) uint8 -> rgb8 (or `encoding`), header copied."""
-    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+    channels = 1 if array.ndim == 2 else array.shape[-1]
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or channels not in (1, 3):
         raise ValueError(f'expected uint8 (H, W) or (H, W, 3), got {array.dtype} {array.shape}')
-    channels = 1 if array.ndim == 2 else array.shape[2]
     msg = Image()
     msg.header = header
     msg.height, msg.width = int(array.shape[0]), int(array.shape[1])

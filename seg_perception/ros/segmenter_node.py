@@ -31,7 +31,7 @@ from seg_perception.core.artifact import ModelLoadError
 from seg_perception.core.backends import BackendUnavailable
 from seg_perception.core.drivable import DrivableArea, DrivableConfig
 from seg_perception.core.ground_grid import GroundGrid, GroundGridConfig
-from seg_perception.core.image_codec import ImageRejected
+from seg_perception.core.image_codec import REJECTION_KINDS, ImageRejected
 from seg_perception.core.outputs import OUTPUT_NAMES, render_outputs
 from seg_perception.core.paths import resolve_model_path
 from seg_perception.core.segmenter import Segmenter
@@ -59,7 +59,7 @@ class SegmenterNode(LifecycleNode):
         declare_parameters(self)
         self.config: SegmenterNodeConfig = read_config(self)
         self.startup_error: str | None = None
-        self.stats = FrameStats()
+        self.stats = FrameStats(rejection_kinds=REJECTION_KINDS)
         self._segmenter: Segmenter | None = None
         self._drivable: DrivableArea | None = None
         self._ground_grid: GroundGrid | None = None
@@ -233,7 +233,7 @@ class SegmenterNode(LifecycleNode):
             try:
                 self._process(msg, received)
             except ImageRejected as err:
-                self.stats.on_rejected(err.reason)
+                self.stats.on_rejected(err.kind, err.reason)
                 self.get_logger().warning(f'rejected frame: {err.reason}',
                                           throttle_duration_sec=_THROTTLE_S)
             except Exception as err:  # noqa: BLE001 - a bad frame must not kill the node

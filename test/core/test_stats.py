@@ -37,18 +37,24 @@ def test_rate_meter_over_its_window():
 
 def test_frame_stats_counts_and_percentiles():
     now = [0.0]
-    stats = FrameStats(latency_window=100, clock=lambda: now[0])
+    stats = FrameStats(latency_window=100, clock=lambda: now[0],
+                       rejection_kinds=('step', 'corrupt'))
     for i in range(101):
         now[0] = i * 0.1
         stats.on_received(dropped_previous=i % 2 == 1)
         stats.on_processed(latency_ms=i, processing_ms=2 * i, inference_ms=1.0, wait_ms=0.5)
-    stats.on_rejected('bad step')
+    stats.on_rejected('step', 'bad step')
+    stats.on_rejected('step', 'worse step')
+    stats.on_rejected('encoding', 'yuv')
     stats.on_error('RuntimeError: boom')
     snap = stats.snapshot()
     assert snap['frames_received'] == 101 and snap['frames_dropped'] == 50
-    assert snap['frames_processed'] == 101 and snap['frames_rejected'] == 1
+    assert snap['frames_processed'] == 101 and snap['frames_rejected'] == 3
+    # Every declared kind is reported, zero or not; an undeclared one once it happens.
+    assert (snap['rejected_step'], snap['rejected_corrupt'], snap['rejected_encoding']) == (
+        2, 0, 1)
     assert snap['errors'] == 1 and snap['last_error'] == 'RuntimeError: boom'
-    assert snap['last_rejection'] == 'bad step'
+    assert snap['last_rejection'] == 'yuv'
     assert snap['input_rate_hz'] == pytest.approx(10.0)
     # The window holds the last 100 latencies, 1..100 ms.
     assert snap['latency_p50_ms'] == pytest.approx(50.5)

@@ -1,0 +1,131 @@
+"""Ships a trained run as a package model: ONNX + sidecar + state_dict in models/, scored on
+CamVid val through the runtime, timed on ONNX Runtime, and entered in models/index.yaml.
+
+    python -m training.ship --run runs/NAME --name SHIPPED_NAME [--checkpoint best|last]
+                            [--config training/configs/NAME.yaml] [--budget-min M]
+                            [--notes TEXT]
+
+The state_dict is stored in float16 (half the size; it loads into the float32 network
+unchanged up to fp16 rounding, for fine-tuning or the torch backend) to keep models/ within
+its 30 MB; the ONNX keeps float32 weights and is what the figures are measured on.
+The training time comes from runs/queue.log (start/end lines of training/queue.sh) when
+--budget-min is not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+import sys
+
+import numpy as np
+import torch
+import yaml
+
+from seg_perception.core.model_index import load_index
+from seg_perception.core.paths import models_dir
+
+REPO = Path(__file__).resolve().parents[1]
+BINARY_TASKS = ('human', 'vehicle')
+
+
+def queue_minutes(run: Path) -> float | None:
+    """Minutes the run trained for, summed over its start/end lines in runs/queue.log."""
+    log = run.parent / 'queue.log'
+    if not log.is_file():
+        return None
+    total, start = 0.0, None
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 8 or parts[7] != run.name:
+            continue
+        stamp = datetime.strptime(' '.join(parts[:6]), '%a %b %d %H:%M:%S %Z %Y')
+        if parts[6] == 'start':
+            start = stamp
+        elif parts[6] == 'end' and start is not None:
+            total += (stamp - start).total_seconds() / 60
+            start = None
+    return round(total, 1) if total else None
+
+
+def ort_latency_ms(onnx: Path, size: tuple[int, int], runs: int = 20) -> float:
+    from seg_perception.core.segmenter import Segmenter
+
+    segmenter = Segmenter.from_path(onnx, backend='onnxruntime')
+    image = np.random.default_rng(0).integers(0, 255, (*size, 3), np.uint8)
+    for _ in range(3):
+        segmenter(image, confidence=False)
+    # The backend's own time (inference_ms), as the node's diagnostics report it.
+    times = [segmenter(image, confidence=False).inference_ms for _ in range(runs)]
+    return round(float(np.median(times)), 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--run', type=Path, required=True, help='training run folder')
+    parser.add_argument('--name', required=True, help='file stem under models/')
+    parser.add_argument('--checkpoint', choices=('best', 'last'), default='best')
+    parser.add_argument('--config', help='config that reproduces it (default: by run name)')
+    parser.add_argument('--budget-min', type=float)
+    parser.add_argument('--notes', default='')
+    args = parser.parse_args(argv)
+
+    from seg_perception.tools import export_model
+    from training.evaluate import evaluate
+
+    cfg = yaml.safe_load((args.run / 'config.yaml').read_text())
+    ckpt = args.run / 'checkpoints' / f'{args.checkpoint}.pt'
+    task = cfg['data']['task']
+    num_classes = 2 if task in BINARY_TASKS else 11
+    height, width = cfg['export']['size']
+    out = models_dir() / f'{args.name}.onnx'
+    code = export_model.main(['--model', cfg['model']['name'], '--num-classes', str(num_classes),
+                              '--size', f'{height}x{width}', '--checkpoint', str(ckpt),
+                              '--out', str(out)])
+    if code:
+        return code
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    state = state.get('model', state)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({'model': half}, out.with_suffix('.pt'))
+
+    result = evaluate(str(out), 'camvid', cfg['data']['root'], 'val', task=task,
+                      backend='onnxruntime')
+    if task == 'multiclass':
+        val = {'miou': round(100 * result['miou'], 1),
+               'pixel_accuracy': round(100 * result['pixel_accuracy'], 1),
+               'per_class_iou': {k: round(100 * v, 1)
+                                 for k, v in result['per_class_iou'].items()}}
+    else:
+        val = {'iou': round(100 * result['per_class_iou'][task], 1),
+               'miou': round(100 * result['miou'], 1)}
+    entry = {
+        'name': args.name, 'file': out.name, 'task': task,
+        'architecture': cfg['model']['name'], 'options': cfg['model']['options'] or {},
+        'loss': cfg['loss']['name'], 'input_size': [height, width],
+        'config': args.config or f'training/configs/{args.run.name}.yaml',
+        'budget_min': args.budget_min or queue_minutes(args.run),
+        'val': val, 'latency_ms': ort_latency_ms(out, (height, width)), 'notes': args.notes,
+    }
+    if cfg['model'].get('binarize'):
+        entry['options'] = dict(entry['options'], binarize=cfg['model']['binarize'])
+    index_path = models_dir() / 'index.yaml'
+    data = yaml.safe_load(index_path.read_text()) if index_path.is_file() else {}
+    data = data or {}
+    models = [m for m in data.get('models') or [] if m['name'] != args.name] + [entry]
+    data['models'] = models
+    data.setdefault('launch', {})
+    header = (index_path.read_text().split('\nmodels:')[0] + '\n') if index_path.is_file() \
+        else ''
+    index_path.write_text(header + yaml.safe_dump({'models': models}, sort_keys=False)
+                          + yaml.safe_dump({'launch': data['launch']}, sort_keys=False))
+    load_index(index_path)  # still valid
+    print(yaml.safe_dump(entry, sort_keys=False))
+    sizes = sum(p.stat().st_size for p in models_dir().iterdir() if p.is_file())
+    print(f'models/ now holds {sizes / 2**20:.1f} MB', file=sys.stderr)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ dropped, so a slow model never builds a queue.
 from __future__ import annotations
 
 import array
-from dataclasses import replace
+from dataclasses import fields, replace
 import sys
 import threading
 import time
@@ -49,6 +49,7 @@ from seg_perception.ros.params import (
 )
 
 _THROTTLE_S = 5.0
+_CONFIG_FIELDS = frozenset(f.name for f in fields(SegmenterNodeConfig))
 
 
 class SegmenterNode(LifecycleNode):
@@ -187,7 +188,8 @@ class SegmenterNode(LifecycleNode):
         changes: rclpy keeps the old values and so does `self.config`.
         """
         segmenter = self._segmenter
-        changes = {p.name: config_value(p.value) for p in params}
+        # Only our own parameters: rclpy's (use_sim_time) and a subclass's are not config.
+        changes = {p.name: config_value(p.value) for p in params if p.name in _CONFIG_FIELDS}
         for name, value in changes.items():
             reason = validate(name, value)
             if reason is None and segmenter is not None and name in LOAD_TIME:
@@ -317,13 +319,13 @@ def occupancy_grid_msg(grid: np.ndarray, header: Header, frame_id: str,
     return msg
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, node_class: type[SegmenterNode] = SegmenterNode) -> int:
     """Entry point of `segmenter_node`; exits 1 when autostart cannot configure."""
     rclpy.init(args=args)
     node = None
     code = 0
     try:
-        node = SegmenterNode()
+        node = node_class()
         if node.startup_error:
             node.get_logger().fatal(f'cannot start: {node.startup_error}')
             code = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from seg_perception.core.artifact import ModelArtifact, ModelLoadError
@@ -28,6 +30,35 @@ class TorchBackend:
         return {'backend': self.name, 'version': torch.__version__, 'device': str(self._device)}
 
 
+def load_checkpoint(path: Path) -> object:
+    """torch.load with weights_only=True: tensors and plain containers, never pickled code.
+
+    Raises:
+        ModelLoadError: not a torch file (truncated, random bytes), or a pickle holding
+            objects other than weights, which would run code when loaded and is refused.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message opens with advice to retry with weights_only=False: never here.
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines[1:] if not ln.startswith(('Please file', 'Check the'))),
+                      lines[0] if lines else type(err).__name__)
+        if 'GLOBAL' in detail:
+            cause = (f'refused: the checkpoint pickles Python objects besides weights '
+                     f'({detail}), and loading those could run code')
+        else:
+            cause = f'not a loadable torch checkpoint ({detail})'
+        raise ModelLoadError(path, cause) from err
+    except Exception as err:  # RuntimeError (zip), EOFError, OSError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(path, f'not a loadable torch checkpoint ({first})') from err
+
+
 def load(artifact: ModelArtifact, *, threads: int = 0) -> TorchBackend:
     try:
         import torch
@@ -37,11 +68,7 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> TorchBackend:
 
     if threads > 0:
         torch.set_num_threads(threads)
-    try:
-        # weights_only: a checkpoint is data; no pickled code from it ever runs.
-        checkpoint = torch.load(artifact.path, map_location='cpu', weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, ...
-        raise ModelLoadError(artifact.path, f'not a loadable torch checkpoint ({err})') from err
+    checkpoint = load_checkpoint(artifact.path)
     state = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ModelLoadError(artifact.path, 'checkpoint holds no state_dict')
@@ -52,8 +79,11 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> TorchBackend:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ModelLoadError(artifact.path, f'weights do not fit {artifact.model!r}: '
-                                            f'{str(err).splitlines()[0]}') from err
+        # The first line only says "Error(s) in loading state_dict"; the next names the tensor.
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise ModelLoadError(artifact.path, f'weights do not fit {artifact.model!r} with '
+                                            f'{artifact.num_classes} classes (sidecar): '
+                                            f'{lines[min(1, len(lines) - 1)]}') from err
     if artifact.binarize is not None:
         from seg_perception.models.binarize import deploy_model
 

@@ -2,6 +2,8 @@
 
 import json
 
+import cv2
+
 from seg_perception.tools.bench import PAPER_SIZES_WH, main
 
 
@@ -37,3 +39,19 @@ def test_int8_row_for_a_binary_model(capsys):
                  '--warmup', '0', '--runs', '1', '--num-classes', '11', '--json']) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row['backend'] == 'onnxruntime-int8' and row['median_ms'] > 0
+
+
+def test_plot_is_a_png_with_a_panel_per_size(capsys, tmp_path):
+    png = tmp_path / 'plots' / 'bench.png'
+    # One timed and one skipped row per size (fcn_tiny has no INT8 form): bars and 'n/a'.
+    assert main(['--model', 'fcn_tiny', '--backend', 'torch', 'onnxruntime-int8',
+                 '--size', '32x48', '48x64', '--warmup', '0', '--runs', '1',
+                 '--num-classes', '11', '--json', '--plot', str(png)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r['median_ms'] is None for r in rows] == [False, True, False, True]
+    image = cv2.imread(str(png))
+    assert image is not None
+    height, width = image.shape[:2]
+    # 110 dpi: at least 6 x (1.2 + 3.0 per panel) inches, two panels stacked.
+    assert width >= 6 * 110 - 2 and height >= (1.2 + 2 * 3.0) * 110 - 2
+    assert image.std() > 10  # not a blank canvas

@@ -2,6 +2,7 @@
 
     bench --model bisenet_r18 bisenet_lite --backend torch onnxruntime --size 360x480 720x1280
     bench --paper-sizes --model bisenet_r18 bisenet_lite     # the lightweight-BiSeNet sizes
+    bench --backend torch onnxruntime --size 360x480 --plot bench.png
 
 Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval mode. Backends:
 `torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17),
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+import platform
 import sys
 import tempfile
 import time
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=0, help='torch / ORT threads, 0 = all')
     parser.add_argument('--json', action='store_true', help='print a JSON list')
     parser.add_argument('--csv', type=Path, help='also write a CSV here')
+    parser.add_argument('--plot', type=Path, metavar='FILE.png',
+                        help='also plot median latency per model, backend and size here')
     args = parser.parse_args(argv)
 
     import torch
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             f'{r["model"]},{r["backend"]},{r["size"]},{_num(r["median_ms"])},{_num(r["fps"])}'
             for r in rows]
         args.csv.write_text('\n'.join(lines) + '\n')
+    if args.plot:
+        write_plot(rows, args.plot, threads=args.threads, warmup=args.warmup, runs=args.runs)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -160,6 +167,66 @@ def main(argv: list[str] | None = None) -> int:
 
 def _num(value: float | None) -> str:
     return '' if value is None else f'{value:.3f}'
+
+
+def machine_description() -> str:
+    """'<CPU model>, <n> cores' for plot titles (the CPU model from /proc/cpuinfo on Linux)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f'{cpu}, {os.cpu_count()} cores'
+
+
+def write_plot(rows: list[dict], path: Path, *, threads: int, warmup: int, runs: int) -> None:
+    """Grouped bars of median latency: one panel per input size, a group of bars per model, one
+    bar per backend (log scale: the zoo spans 30 ms to seconds). Skipped rows read 'n/a'."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    sizes = list(dict.fromkeys(r['size'] for r in rows))
+    models = list(dict.fromkeys(r['model'] for r in rows))
+    backends = list(dict.fromkeys(r['backend'] for r in rows))
+    by_case = {(r['size'], r['model'], r['backend']): r for r in rows}
+    timed = [r['median_ms'] for r in rows if r['median_ms'] is not None]
+    bottom, top = (min(timed) / 2, max(timed) * 8) if timed else (1.0, 10.0)
+    width = 0.8 / len(backends)
+    fig, axes = plt.subplots(len(sizes), 1, squeeze=False,
+                             figsize=(max(6.0, 0.5 * len(models) * len(backends) + 2.5),
+                                      1.2 + 3.0 * len(sizes)))
+    for ax, size in zip(axes[:, 0], sizes, strict=True):
+        for i, backend in enumerate(backends):
+            xs = [m + (i - (len(backends) - 1) / 2) * width for m in range(len(models))]
+            cases = [by_case.get((size, model, backend)) for model in models]
+            values = [c['median_ms'] if c and c['median_ms'] is not None else float('nan')
+                      for c in cases]
+            bars = ax.bar(xs, values, width, label=backend, color=f'C{i}')
+            ax.bar_label(bars, labels=['' if v != v else f'{v:.0f}' for v in values],
+                         fontsize=7, padding=2)
+            for x, case in zip(xs, cases, strict=True):
+                if case is not None and case['median_ms'] is None:  # skipped: say so
+                    ax.text(x, bottom * 1.15, 'n/a', ha='center', fontsize=7, color=f'C{i}')
+        ax.set_xticks(range(len(models)), models)
+        ax.set_xlim(-0.5, len(models) - 0.5)
+        ax.set_yscale('log')
+        ax.set_ylim(bottom, top)  # headroom above the tallest bar for its label, the legend
+        ax.set_ylabel('median latency (ms)')
+        ax.set_title(f'input {size} (H x W)', fontsize=10)
+        ax.grid(axis='y', alpha=0.3)
+    axes[0, 0].legend(fontsize=8, ncols=len(backends), loc='upper right')
+    fig.suptitle(f'bench: batch 1, median of {runs} runs after {warmup} warm-up\n'
+                 f'{machine_description()}; threads: {threads or "library default"}',
+                 fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == '__main__':

@@ -36,7 +36,8 @@ def param_node(start_node, camvid_model, ros_node):
                              outputs=('labels', 'overlay', 'drivable'))
 
     def set_param(name, value):
-        req = SetParameters.Request(parameters=[Parameter(name=name, value=value_msg(value))])
+        value = value if isinstance(value, ParameterValue) else value_msg(value)
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=value)])
         return call(ros_node, SetParameters, f'{proc.fqn}/set_parameters', req).results[0]
 
     def get_param(name):
@@ -67,6 +68,109 @@ def test_invalid_values_are_rejected_with_reason_and_nothing_changes(param_node,
     assert not result.successful
     assert reason in result.reason
     assert get_param(name) == before
+
+
+NAN, INF = float('nan'), float('inf')
+EMPTY_STRING_ARRAY = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
+                                    string_array_value=[])
+
+
+# Every class of invalid value, on parameters of each kind. `reason` is a fragment of what
+# the parameter service answers.
+@pytest.mark.parametrize('name,value,reason', [
+    # below / above the descriptor range (float and int)
+    ('overlay_alpha', -0.1, 'overlay_alpha'),
+    ('diagnostics_period', 0.0, 'diagnostics_period'),
+    ('threads', -1, 'threads'),
+    ('drivable_close_kernel', 102, 'drivable_close_kernel'),
+    ('camera_pitch', 2.0, 'camera_pitch'),
+    # not a number, not finite
+    ('overlay_alpha', NAN, 'overlay_alpha'),
+    ('binary_threshold', NAN, 'binary_threshold'),
+    ('binary_threshold', INF, 'binary_threshold'),
+    ('grid_resolution', -INF, 'grid_resolution'),
+    # wrong type: int for float, float for int, bool / list for string, string for list
+    ('overlay_alpha', 1, 'Wrong parameter type'),
+    ('qos_depth', 2.0, 'Wrong parameter type'),
+    ('backend', True, 'Wrong parameter type'),
+    ('grid_frame', ['a', 'b'], 'Wrong parameter type'),
+    ('drivable_classes', 'road', 'Wrong parameter type'),
+    ('grid_homography', ['1'] * 9, 'Wrong parameter type'),
+    ('autostart', 'yes', 'Wrong parameter type'),
+    # not one of the choices
+    ('precision', 'int4', 'precision must be one of fp32, fp16, int8'),
+    ('qos_reliability', 'sometimes', 'qos_reliability must be one of best_effort, reliable'),
+    # empty or malformed names
+    ('grid_frame', '', 'grid_frame must name a TF frame'),
+    ('grid_frame', '/map', 'grid_frame must name a TF frame'),
+    ('drivable_classes', EMPTY_STRING_ARRAY, 'at least one class name'),
+    ('grid_homography', [1.0] * 8, 'grid_homography must have 9 values'),
+    ('grid_homography', [1.0] * 8 + [NAN], 'grid_homography values must be finite'),
+    # valid values of parameters read on configure, while configured
+    ('backend', 'onnxruntime', 'backend is read on configure'),
+    ('precision', 'fp32', 'precision is read on configure'),
+    ('threads', 1, 'threads is read on configure'),
+    ('input_transport', 'compressed', 'input_transport is read on configure'),
+    ('qos_reliability', 'reliable', 'qos_reliability is read on configure'),
+    ('qos_depth', 5, 'qos_depth is read on configure'),
+    ('grid_enabled', True, 'grid_enabled is read on configure'),
+])
+def test_every_invalid_value_class_is_rejected_with_its_reason(param_node, name, value, reason):
+    _, set_param, get_param, _ = param_node
+    before = get_param(name)
+    result = set_param(name, value)
+    assert not result.successful and reason in result.reason, result.reason
+    after = get_param(name)
+    assert after == before or (after != after and before != before)  # nan == nan here
+
+
+def test_undeclared_parameters_are_refused(param_node):
+    _, set_param, _, _ = param_node
+    result = set_param('overlay_alhpa', 0.3)
+    # rclpy names none of them ('Invalid access to undeclared parameter(s): []')
+    assert not result.successful and 'undeclared parameter' in result.reason
+
+
+def test_a_rejected_atomic_update_changes_nothing(param_node, ros_node):
+    from rcl_interfaces.srv import SetParametersAtomically
+
+    proc, _, get_param, _ = param_node
+    before = get_param('overlay_alpha')
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter(name='overlay_alpha', value=value_msg(before / 2 + 0.1)),
+        Parameter(name='precision', value=value_msg('int4'))])
+    result = call(ros_node, SetParametersAtomically, f'{proc.fqn}/set_parameters_atomically',
+                  req).result
+    assert not result.successful and 'precision must be one of' in result.reason
+    assert get_param('overlay_alpha') == before
+
+
+def test_rejected_updates_leave_the_outputs_as_they_were(param_node, val_frames):
+    """Not just the stored values: what the node computes follows the old configuration."""
+    from test.ros.test_segmenter_node import by_stamp, image_msg
+
+    _, set_param, _, probe = param_node
+    rgb = val_frames[2][1]
+
+    def outputs(stamp):
+        probe.image_pub.publish(image_msg(rgb, stamp))
+        probe.wait_for(lambda p: all(by_stamp(p, o, stamp) for o in
+                                     ('labels', 'overlay', 'drivable')), what=f'frame {stamp}')
+        return [bytes(by_stamp(probe, o, stamp)[0].data)
+                for o in ('labels', 'overlay', 'drivable')]
+
+    before = outputs(6100)
+    for name, value in (('overlay_alpha', NAN), ('drivable_classes', ['Road', 'Lava']),
+                        ('drivable_bottom_band', 0.0), ('drivable_open_kernel', 500),
+                        ('binary_threshold', INF), ('diagnostics_period', 0.0)):
+        assert not set_param(name, value).successful, name
+    assert outputs(6101) == before
+
+
+def test_parameters_the_node_does_not_own_are_left_to_rclpy(param_node):
+    _, set_param, get_param, _ = param_node
+    assert set_param('use_sim_time', False).successful
+    assert get_param('use_sim_time') is False
 
 
 def test_valid_runtime_values_are_accepted(param_node):

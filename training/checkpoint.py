@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import random
-import tempfile
 
 import numpy as np
 import torch
+
+from seg_perception.core.atomic import atomic_write
 
 
 def rng_state() -> dict:
@@ -40,24 +40,17 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`:
-    a crash at any point leaves either the old or the new checkpoint, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
+    """torch.save through atomic_write: a crash at any point (SIGKILL included) leaves either
+    the old or the new checkpoint under `path`, never a torn one."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def remove_partial_writes(folder: Path) -> list[Path]:
+    """Deletes the temp files a killed save left in `folder` (never read; only disk space)."""
+    stale = sorted(Path(folder).glob('.*.tmp'))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load(path: Path) -> dict:

@@ -160,13 +160,15 @@ class Trainer:
                 f'({bad[0]}{" and others" if len(bad) > 1 else ""}); not overwriting '
                 f'{self.out / "checkpoints"}. Lower optimizer.lr or check the data.')
         path = self.out / 'checkpoints' / f'{name}.pt'
-        ckpt.save_atomic(self.state(), path)
         mcfg = self.cfg['model']
+        # Sidecar first (its content is the same for every save of a run): a checkpoint file
+        # never exists without one, whenever the process is killed.
         write_sidecar(ModelArtifact(
             path=path, format='torch', model=mcfg['name'], class_set=self.data.class_set,
             num_classes=self.data.num_classes, input_size=tuple(self.cfg['export']['size']),
             normalization=Normalization(in_graph=True), config_hash=self.hash,
             model_options=dict(mcfg['options']), binarize=mcfg['binarize']))
+        ckpt.save_atomic(self.state(), path)
 
     # ------------------------------------------------------------------- loop
     def run(self) -> dict:
@@ -327,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_partial_writes(out / 'checkpoints')
             import yaml
 
             (out / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))

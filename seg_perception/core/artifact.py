@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from seg_perception.core.atomic import atomic_write
+
 SIDECAR_VERSION = 1
 MODEL_SUFFIXES = {'.onnx': 'onnx', '.pt': 'torch', '.pth': 'torch'}
 OUTPUT_KINDS = ('logits', 'probabilities')
@@ -85,9 +87,11 @@ def sidecar_path(model_path: Path | str) -> Path:
 
 
 def write_sidecar(artifact: ModelArtifact) -> Path:
-    """Writes the sidecar of `artifact` beside its model file and returns its path."""
+    """Writes the sidecar of `artifact` beside its model file (atomically: a reader never
+    sees half of one) and returns its path."""
     path = artifact.sidecar
-    path.write_text(yaml.safe_dump(artifact.metadata(), sort_keys=False))
+    text = yaml.safe_dump(artifact.metadata(), sort_keys=False).encode()
+    atomic_write(path, lambda f: f.write(text))
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -86,28 +87,7 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert trb.default_cache_dir() == tmp_path / 'xdg' / 'seg_perception' / 'engines'
 
 
-# ---- atomic write and the rebuild decision ----------------------------------------------------
-
-def test_atomic_write_creates_dirs_and_leaves_no_temp_file(tmp_path):
-    path = tmp_path / 'engines' / 'm.engine'
-    trb.atomic_write(path, lambda f: f.write(b'new engine'))
-    assert path.read_bytes() == b'new engine'
-    assert os.listdir(path.parent) == ['m.engine']
-
-
-def test_crash_mid_write_keeps_the_old_file(tmp_path):
-    path = tmp_path / 'm.engine'
-    path.write_bytes(b'old engine')
-
-    def crash(f):
-        f.write(b'half of a new en')
-        raise KeyboardInterrupt  # BaseException: a Ctrl-C mid-build must not leave debris
-
-    with pytest.raises(KeyboardInterrupt):
-        trb.atomic_write(path, crash)
-    assert path.read_bytes() == b'old engine'
-    assert os.listdir(tmp_path) == ['m.engine']
-
+# ---- the rebuild decision --------------------------------------------------------------------
 
 def test_read_cached_decides_ok_missing_or_rebuild(tmp_path, caplog):
     path = tmp_path / 'm.engine'
@@ -122,6 +102,73 @@ def test_read_cached_decides_ok_missing_or_rebuild(tmp_path, caplog):
 
     assert trb.read_cached(path, raises) == (trb.REBUILD, None)
     assert 'magic tag mismatch' in caplog.text and 'rebuilding' in caplog.text
+
+
+class FakeEngineFormat:
+    """Plain stand-ins for TensorRT's two calls around the cache: `build` returns serialised
+    bytes, `deserialize` accepts only what `build` made (like an engine of another TensorRT or
+    GPU, anything else is unusable). The cache logic itself is the real code."""
+
+    MAGIC = b'ENGINE v10 '
+
+    def __init__(self):
+        self.builds = 0
+
+    def build(self) -> bytes:
+        self.builds += 1
+        return self.MAGIC + f'build {self.builds}'.encode()
+
+    def deserialize(self, data: bytes):
+        return ('engine', bytes(data)) if bytes(data).startswith(self.MAGIC) else None
+
+
+@pytest.mark.parametrize('cached', [b'', b'ENGINE v8 from another TensorRT', b'\x00' * 64,
+                                    b'ENGINE v10 build 1'[:5]])
+def test_an_engine_that_does_not_deserialise_is_rebuilt_and_replaced(tmp_path, cached, caplog):
+    fmt, path = FakeEngineFormat(), tmp_path / 'm-0123.engine'
+    path.write_bytes(cached)
+    engine = trb.cached_or_built(path, fmt.deserialize, fmt.build, build_if_missing=True,
+                                 model='m.onnx', meta={'key': 'k'})
+    assert engine == ('engine', b'ENGINE v10 build 1') and fmt.builds == 1
+    assert path.read_bytes() == b'ENGINE v10 build 1'
+    assert json.loads(trb.meta_path(path).read_text())['key'] == 'k'
+    assert sorted(os.listdir(tmp_path)) == ['m-0123.engine', 'm-0123.json']
+    assert 'rebuilding' in caplog.text
+    # Now cached: loaded, not built again.
+    assert trb.cached_or_built(path, fmt.deserialize, fmt.build, build_if_missing=True,
+                               model='m.onnx') == engine and fmt.builds == 1
+
+
+def test_without_build_an_unusable_engine_is_unavailable_not_fatal_and_kept(tmp_path):
+    fmt, path = FakeEngineFormat(), tmp_path / 'm.engine'
+    with pytest.raises(BackendUnavailable, match=r'no prebuilt engine for m\.onnx \(run '
+                                                 r'build_engine --model /models/m\.onnx\)'):
+        trb.cached_or_built(path, fmt.deserialize, fmt.build, build_if_missing=False,
+                            model='/models/m.onnx')
+    path.write_bytes(b'corrupt')
+    with pytest.raises(BackendUnavailable, match='unusable prebuilt engine'):
+        trb.cached_or_built(path, fmt.deserialize, fmt.build, build_if_missing=False,
+                            model='/models/m.onnx')
+    assert fmt.builds == 0 and path.read_bytes() == b'corrupt'
+
+
+def test_force_rebuilds_a_good_engine_and_a_failed_build_keeps_the_old_file(tmp_path):
+    fmt, path = FakeEngineFormat(), tmp_path / 'm.engine'
+    path.write_bytes(b'ENGINE v10 old')
+    trb.cached_or_built(path, fmt.deserialize, fmt.build, build_if_missing=True, force=True,
+                        model='m.onnx')
+    assert path.read_bytes() == b'ENGINE v10 build 1'
+
+    def fails():
+        raise BackendUnavailable('tensorrt', 'engine build failed for m.onnx')
+
+    with pytest.raises(BackendUnavailable, match='engine build failed'):
+        trb.cached_or_built(path, fmt.deserialize, fails, build_if_missing=True, force=True,
+                            model='m.onnx')
+    assert path.read_bytes() == b'ENGINE v10 build 1'
+    with pytest.raises(BackendUnavailable, match='the engine just built .* does not load'):
+        trb.cached_or_built(path, fmt.deserialize, lambda: b'garbage', build_if_missing=True,
+                            force=True, model='m.onnx')
 
 
 # ---- version-gated flags ----------------------------------------------------------------------

@@ -2,16 +2,17 @@
 
 An engine only runs on the GPU model and TensorRT version that built it, and building takes
 seconds on a desktop GPU but minutes on a Jetson, so engines are cached on disk under a key of
-everything they depend on (`EngineKey`). The pure parts (key, file names, atomic write, the
-rebuild decision, version-gated flags, buffer provider choice) take plain values so they are
-tested without TensorRT; the rest (probe, build, open, buffers, backend) needs a GPU.
+everything they depend on (`EngineKey`); an engine that does not deserialise is rebuilt. The
+pure parts (key, file names, the load-or-rebuild logic `cached_or_built`, version-gated flags,
+buffer provider choice) take plain values so they are tested without TensorRT; the rest
+(probe, build, open, buffers, backend) needs a GPU.
 
-Engine files contain compiled GPU code: only load them from a cache directory you own.
+Engine files contain compiled GPU code and deserialising one runs the plugin code it names:
+only load engines you built, from a cache directory only you can write (docs/security.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 import hashlib
 import json
@@ -19,14 +20,14 @@ import logging
 import os
 from pathlib import Path
 import re
-import tempfile
 import time
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 import weakref
 
 import numpy as np
 
 from seg_perception.core.artifact import ModelArtifact, ModelLoadError
+from seg_perception.core.atomic import atomic_write
 from seg_perception.core.backends.base import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -119,27 +120,6 @@ def meta_path(engine: Path) -> Path:
     return engine.with_suffix('.json')
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Writes `path` through `write(file)` so readers see the old file or the whole new one.
-
-    A temp file in the same directory (so os.replace is a rename on one file system) is
-    fsynced and renamed over `path`; if `write` raises, the temp file is removed and `path`
-    keeps its old content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def read_cached(path: Path, deserialize: Callable[[bytes], Any]) -> tuple[str, Any]:
     """Loads a cached engine: (OK, engine), (MISSING, None) or (REBUILD, None).
 
@@ -157,6 +137,48 @@ def read_cached(path: Path, deserialize: Callable[[bytes], Any]) -> tuple[str, A
         log.warning('cached engine %s does not deserialise; rebuilding', path)
         return REBUILD, None
     return OK, engine
+
+
+def cached_or_built(path: Path, deserialize: Callable[[bytes], Any], build: Callable[[], Any],
+                    *, build_if_missing: bool, model: Path | str, force: bool = False,
+                    meta: dict | None = None) -> Any:
+    """The engine cached at `path`, or one built by `build()` and cached there.
+
+    A cached file that does not deserialise (another TensorRT version or GPU, truncated,
+    corrupt) counts as missing: it is rebuilt and replaced when `build_if_missing`, else
+    BackendUnavailable says to run build_engine (so the node never blocks minutes on a build,
+    and `auto` falls back to ONNX Runtime). The new engine and `meta` (JSON beside it, with
+    the build time added) are written atomically: a kill mid-write leaves the old file.
+
+    Args:
+        path: Cache file of this engine (`engine_path`).
+        deserialize: Serialised bytes -> engine, or None / raises when they are unusable.
+        build: -> the serialised engine (bytes or TensorRT's IHostMemory).
+        build_if_missing: Build when there is no usable cached engine.
+        model: The ONNX file, for messages.
+        force: Build even when a usable engine is cached.
+        meta: Key parts to record beside the engine.
+    """
+    state = MISSING
+    if not force:
+        state, engine = read_cached(path, deserialize)
+        if state == OK:
+            log.info('using cached engine %s', path)
+            return engine
+    if not build_if_missing:
+        what = 'no prebuilt' if state == MISSING else 'unusable prebuilt'
+        raise BackendUnavailable('tensorrt', f'{what} engine for {Path(model).name} (run '
+                                             f'build_engine --model {model})')
+    serialized = build()
+    atomic_write(path, lambda f: f.write(serialized))
+    if meta is not None:
+        meta = {**meta, 'built': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+        atomic_write(meta_path(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    log.info('wrote %s', path)
+    engine = deserialize(serialized)
+    if engine is None:
+        raise BackendUnavailable('tensorrt', f'the engine just built ({path}) does not load')
+    return engine
 
 
 @dataclass(frozen=True)
@@ -327,25 +349,11 @@ def _open(artifact: ModelArtifact, precision: str, cache_dir: Path | str | None,
                     device.capability, precision, input_shape)
     path = engine_path(cache_dir or default_cache_dir(), artifact.path, key)
     runtime = trt.Runtime(_trt_logger(trt))  # kept alive as long as its engine
-    state = MISSING
-    if not force:
-        state, engine = read_cached(path, runtime.deserialize_cuda_engine)
-        if state == OK:
-            log.info('using cached engine %s', path)
-            return _Opened(trt, runtime, engine, path, device)
-    if not build_if_missing:
-        what = 'no prebuilt' if state == MISSING else 'unusable prebuilt'
-        raise BackendUnavailable('tensorrt', f'{what} engine for {artifact.path.name} (run '
-                                             f'build_engine --model {artifact.path})')
-    serialized = _build(trt, artifact.path, precision, input_shape)
-    atomic_write(path, lambda f: f.write(serialized))
-    meta = {**asdict(key), 'key': key.digest(), 'onnx': str(artifact.path),
-            'built': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
-    atomic_write(meta_path(path), lambda f: f.write(json.dumps(meta, indent=2).encode()))
-    log.info('wrote %s', path)
-    engine = runtime.deserialize_cuda_engine(serialized)
-    if engine is None:
-        raise BackendUnavailable('tensorrt', f'the engine just built ({path}) does not load')
+    engine = cached_or_built(
+        path, runtime.deserialize_cuda_engine,
+        lambda: _build(trt, artifact.path, precision, input_shape),
+        build_if_missing=build_if_missing, force=force, model=artifact.path,
+        meta={**asdict(key), 'key': key.digest(), 'onnx': str(artifact.path)})
     return _Opened(trt, runtime, engine, path, device)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from seg_perception.core.artifact import ModelArtifact, ModelLoadError
 from seg_perception.core.backends.base import BackendUnavailable
+
+log = logging.getLogger(__name__)
 
 # Preferred execution providers, best first; only those this onnxruntime build has are used.
 _PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
@@ -14,11 +18,12 @@ _PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 class OnnxRuntimeBackend:
     name = 'onnxruntime'
 
-    def __init__(self, session, artifact: ModelArtifact):
+    def __init__(self, session, artifact: ModelArtifact, rewrites: dict[str, int] | None = None):
         self._session = session
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
         self._artifact = artifact
+        self.rewrites = dict(rewrites or {})  # rewrite name -> nodes replaced at load
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self._output], {self._input: batch})[0]
@@ -30,6 +35,7 @@ class OnnxRuntimeBackend:
             'backend': self.name,
             'version': ort.__version__,
             'providers': ','.join(self._session.get_providers()),
+            'rewrites': ' '.join(f'{k} x{v}' for k, v in self.rewrites.items()) or 'none',
         }
 
 
@@ -46,8 +52,9 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> OnnxRuntimeBackend:
     # callback to last publish with spinning and 41 ms without (bench_node, 2 cores).
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]
+    model, rewrites = _rewritten(artifact)
     try:
-        session = ort.InferenceSession(str(artifact.path), options, providers=providers)
+        session = ort.InferenceSession(model, options, providers=providers)
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
         raise ModelLoadError(artifact.path, f'not a loadable ONNX model ({err})') from err
     inputs = session.get_inputs()
@@ -60,4 +67,28 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> OnnxRuntimeBackend:
     if not fixed:
         raise ModelLoadError(artifact.path, f'network input shape {shape} does not match the '
                                             f'sidecar input_size (expected {expected})')
-    return OnnxRuntimeBackend(session, artifact)
+    return OnnxRuntimeBackend(session, artifact, rewrites)
+
+
+def _rewritten(artifact: ModelArtifact) -> tuple[bytes | str, dict[str, int]]:
+    """The model with `onnxruntime_rewrites` applied, serialised, and what they replaced; the
+    file path instead when nothing matched, the onnx package is missing or the file does not
+    parse (ORT then reports it)."""
+    try:
+        import onnx
+    except ImportError:
+        log.info('onnx not installed: %s runs without the ONNX Runtime rewrites', artifact.path)
+        return str(artifact.path), {}
+    from seg_perception.core.backends.onnxruntime_rewrites import rewrite_for_onnxruntime
+
+    try:
+        model = onnx.load(str(artifact.path))
+    except Exception:  # DecodeError, OSError, ...: let ORT report the file
+        return str(artifact.path), {}
+    try:
+        rewrites = rewrite_for_onnxruntime(model)
+    except Exception:  # a graph the rewrites did not foresee: run it as it is, but say so
+        log.warning('ONNX Runtime rewrites failed on %s; loading it unchanged', artifact.path,
+                    exc_info=True)
+        return str(artifact.path), {}
+    return (model.SerializeToString(), rewrites) if rewrites else (str(artifact.path), {})

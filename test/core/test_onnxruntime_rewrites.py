@@ -1,0 +1,235 @@
+"""ONNX Runtime load-time rewrites: each form against the op it replaces, and every zoo model
+through the backend against torch."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from seg_perception.core.artifact import Normalization  # noqa: E402
+from seg_perception.core.backends import create_backend  # noqa: E402
+from seg_perception.core.backends.onnxruntime_rewrites import (  # noqa: E402
+    narrow_conv_to_column_split,
+    prelu_to_fast_forms,
+    rewrite_for_onnxruntime,
+)
+from seg_perception.models import build_model, list_models  # noqa: E402
+from seg_perception.models.binarize import binary_layers, deploy_model  # noqa: E402
+from seg_perception.models.export import export_onnx  # noqa: E402
+from seg_perception.models.layers.binary import BinaryConv2d  # noqa: E402
+from seg_perception.models.normalized import Normalized  # noqa: E402
+
+NUM_CLASSES = 11
+NORM = Normalization()
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=['CPUExecutionProvider'])
+
+
+def _prelu_model(slope: np.ndarray, shape=(1, 32, 5, 7)) -> onnx.ModelProto:
+    """x -> identity 1x1 Conv -> PRelu: the conv keeps x's values and makes the PRelu input a
+    conv output, as in the zoo."""
+    channels = shape[1]
+    eye = np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1)
+    nodes = [helper.make_node('Conv', ['x', 'eye'], ['c'], name='conv'),
+             helper.make_node('PRelu', ['c', 'slope'], ['y'], name='prelu')]
+    graph = helper.make_graph(nodes, 'prelu', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, shape)], [helper.make_tensor_value_info(
+            'y', TensorProto.FLOAT, shape)], [numpy_helper.from_array(slope, 'slope'),
+                                              numpy_helper.from_array(eye, 'eye')])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+
+
+def _prelu(x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    return np.where(x >= 0, x, x * slope)
+
+
+@pytest.fixture
+def x() -> np.ndarray:
+    values = np.random.default_rng(0).standard_normal((1, 32, 5, 7)).astype(np.float32) * 10
+    values[0, :, 0, 0] = 0.0
+    return values
+
+
+def test_prelu_max_form_is_bit_exact(x):
+    slope = np.linspace(-0.5, 1.0, 32, dtype=np.float32).reshape(32, 1, 1)  # 1.0 included
+    model = _prelu_model(slope)
+    assert prelu_to_fast_forms(model, block=0) == 1
+    assert [n.op_type for n in model.graph.node] == ['Conv', 'Mul', 'Max']
+    assert np.array_equal(_session(model).run(None, {'x': x})[0], _prelu(x, slope))
+
+
+def test_prelu_nchwc_form_within_float_rounding_of_x(x):
+    slope = np.linspace(-0.5, 1.5, 32, dtype=np.float32).reshape(1, 32, 1, 1)  # any sign, > 1
+    model = _prelu_model(slope)
+    assert prelu_to_fast_forms(model, block=16) == 1
+    assert 'PRelu' not in {n.op_type for n in model.graph.node}
+    got, expected = _session(model).run(None, {'x': x})[0], _prelu(x, slope)
+    assert np.array_equal(got[x >= 0], x[x >= 0])  # x + (1 - s) * Relu(-x) = x + 0
+    # x < 0: x + (1 - s) * -x rounds three times, each within 2^-24 of a value <= 2.5 |x|.
+    assert (np.abs(got - expected) <= 2.0 ** -21 * np.abs(x)).all()
+
+
+def test_prelu_kept_where_no_fast_form_applies(x):
+    mixed = np.linspace(-0.5, 1.5, 32, dtype=np.float32).reshape(32, 1, 1)
+    assert prelu_to_fast_forms(_prelu_model(mixed), block=0) == 0  # Max needs slopes <= 1
+    unaligned = np.full((24, 1, 1), 2.0, np.float32)
+    model = _prelu_model(unaligned, shape=(1, 24, 5, 7))
+    assert prelu_to_fast_forms(model, block=16) == 0  # 24 channels: not whole NCHWc blocks
+    assert [n.op_type for n in model.graph.node] == ['Conv', 'PRelu']
+
+
+def _conv_model(cin: int, cout: int, kernel: tuple[int, int], bias: bool = True,
+                **attrs) -> onnx.ModelProto:
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(
+        rng.standard_normal((cout, cin // attrs.get('group', 1), *kernel)).astype(np.float32),
+        'w')]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), 'b'))
+    node = helper.make_node('Conv', ['x', 'w', 'b'][:len(inits) + 1], ['y'], name='conv',
+                            **attrs)
+    graph = helper.make_graph([node], 'conv', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, (1, cin, 23, 30))], [helper.make_tensor_value_info(
+            'y', TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+
+
+@pytest.mark.parametrize('cin, cout, kernel, bias, attrs', [
+    (16, 4, (7, 7), True, {'pads': [6, 6, 6, 6], 'dilations': [2, 2]}),  # bisegunet's
+    (32, 3, (5, 7), False, {'pads': [1, 3, 2, 0], 'dilations': [1, 2]}),
+])
+def test_column_split_computes_the_same_conv(cin, cout, kernel, bias, attrs):
+    model = _conv_model(cin, cout, kernel, bias, **attrs)
+    image = np.random.default_rng(5).standard_normal((1, cin, 23, 30)).astype(np.float32)
+    expected = _session(model).run(None, {'x': image})[0]
+    assert narrow_conv_to_column_split(model, block=16) == 1
+    assert [n.op_type for n in model.graph.node] == ['Conv'] * 3
+    got = _session(model).run(None, {'x': image})[0]
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize('cout, kernel, attrs', [
+    (4, (7, 7), {'strides': [2, 2]}), (4, (7, 7), {'group': 4}), (4, (3, 3), {}),
+    (32, (7, 7), {}),  # fills NCHWc blocks already
+])
+def test_column_split_only_for_narrow_wide_kernel_stride_one_convs(cout, kernel, attrs):
+    assert narrow_conv_to_column_split(_conv_model(16, cout, kernel, **attrs), block=16) == 0
+    assert narrow_conv_to_column_split(_conv_model(2, 1, (7, 7)), block=16) == 0  # CBAM SAM
+    assert narrow_conv_to_column_split(_conv_model(16, 4, (7, 7)), block=0) == 0  # no NCHWc
+
+
+def _randomise(net: nn.Module) -> nn.Module:
+    """Trained-like BN statistics and per-channel PReLU slopes (fresh ones are all 0.25, and
+    fresh BN is the identity, so binary sums of exactly 0 would binarise by rounding luck)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                for tensor, low, high in ((module.running_mean, -0.5, 0.5),
+                                          (module.running_var, 0.5, 2.0),
+                                          (module.weight, 0.5, 1.5), (module.bias, -0.5, 0.5)):
+                    tensor.copy_(torch.empty_like(tensor).uniform_(low, high,
+                                                                   generator=generator))
+            elif isinstance(module, nn.PReLU):
+                module.weight.copy_(torch.empty_like(module.weight).uniform_(
+                    -0.2, 0.8, generator=generator))
+    return net
+
+
+def _graph_ops(path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+@pytest.mark.parametrize('name', list_models())
+def test_backend_matches_torch_for_every_zoo_model(name, tmp_path):
+    torch.manual_seed(0)
+    net = _randomise(build_model(name, num_classes=NUM_CLASSES)).eval()
+    if binary_layers(net):
+        deploy_model(net)
+    size = (96, 128)
+    artifact = export_onnx(net, tmp_path / f'{name}.onnx', model_name=name,
+                           class_set='camvid11', num_classes=NUM_CLASSES, input_size=size)
+    backend = create_backend('onnxruntime', artifact)
+    assert backend.rewrites.get('prelu', 0) == _graph_ops(artifact.path).count('PRelu')
+    pixels = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2)) * 255
+    with torch.no_grad():
+        expected = Normalized(net, NORM.mean, NORM.std).eval()(pixels).numpy()
+    got = backend.infer(pixels.numpy())
+    err = np.abs(got - expected).max() / np.abs(expected).max()
+    assert err <= 1e-4, f'{name}: relative error {err:.2e}'
+
+
+@pytest.fixture(scope='module')
+def binary_qdq(tmp_path_factory):
+    """A deployed bisegunet (BN and PReLU randomised) and its INT8 Q/DQ export at 120 x 160."""
+    torch.manual_seed(0)
+    net = deploy_model(_randomise(build_model('bisegunet', num_classes=NUM_CLASSES,
+                                              width=0.0625)))
+    path = tmp_path_factory.mktemp('qdq') / 'bisegunet_qdq.onnx'
+    artifact = export_onnx(net, path, model_name='bisegunet', class_set='camvid11',
+                           num_classes=NUM_CLASSES, input_size=(120, 160), qdq=True)
+    return net, artifact
+
+
+def test_binary_qdq_convs_become_conv_integer(binary_qdq):
+    _, artifact = binary_qdq
+    model = onnx.load(str(artifact.path))
+    binary_convs = sum(n.op_type == 'QuantizeLinear' for n in model.graph.node)
+    counts = rewrite_for_onnxruntime(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert binary_convs > 0 and counts['binary_conv'] == ops.count('ConvInteger') == binary_convs
+    assert 'QuantizeLinear' not in ops and 'DequantizeLinear' not in ops
+    assert create_backend('onnxruntime', artifact).rewrites == counts
+
+
+def test_conv_integer_gives_the_torch_deploy_labels_on_camvid(binary_qdq, camvid_root):
+    net, artifact = binary_qdq
+    backend = create_backend('onnxruntime', artifact)
+    plain = ort.InferenceSession(str(artifact.path), providers=['CPUExecutionProvider'])
+    reference = Normalized(net, NORM.mean, NORM.std).eval()
+    names = sorted((camvid_root / 'val').glob('*.png'))
+    for path in names[:: len(names) // 4][:4]:
+        rgb = cv2.resize(cv2.imread(str(path))[:, :, ::-1], (160, 120),
+                         interpolation=cv2.INTER_AREA)
+        frame = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(frame)).numpy()
+        got, unrewritten = backend.infer(frame), plain.run(None, {'image': frame})[0]
+        assert np.array_equal(got.argmax(1), expected.argmax(1)), path.name
+        # Against the Q/DQ graph it replaces: float rounding only. (Against torch, every ORT
+        # form of this net, float export included, differs by 6e-2 at a few pixels of some
+        # frames: a sign input within rounding of 0 that torch's float sums put on the other
+        # side.)
+        err = np.abs(got - unrewritten).max() / np.abs(unrewritten).max()
+        assert err <= 1e-5, f'{path.name}: relative error {err:.2e}'
+
+
+def test_conv_integer_keeps_zero_alpha_channels_and_bias(tmp_path):
+    torch.manual_seed(0)
+    layer = BinaryConv2d(4, 3, 3, padding=1, bias=True)
+    with torch.no_grad():
+        layer.weight[1] = 0  # alpha = 0: exported as INT8 zeros with scale 1
+        layer.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    net = deploy_model(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), layer, nn.Conv2d(3, 2, 1)))
+    artifact = export_onnx(net, tmp_path / 'zero.onnx', model_name='x', class_set='camvid11',
+                           num_classes=2, input_size=(8, 10), qdq=True)
+    backend = create_backend('onnxruntime', artifact)
+    assert backend.rewrites == {'binary_conv': 1}
+    image = torch.rand(1, 3, 8, 10, generator=torch.Generator().manual_seed(3)) * 255
+    with torch.no_grad():
+        expected = Normalized(net, NORM.mean, NORM.std).eval()(image).numpy()
+    got = backend.infer(image.numpy())
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()

@@ -4,7 +4,7 @@ import json
 
 import cv2
 
-from seg_perception.tools.bench import PAPER_SIZES_WH, main
+from seg_perception.tools.bench import PAPER_SIZES_WH, main, time_side_by_side
 
 
 def test_bench_json_rows_per_model_backend_size(capsys, tmp_path):
@@ -55,3 +55,11 @@ def test_plot_is_a_png_with_a_panel_per_size(capsys, tmp_path):
     # 110 dpi: at least 6 x (1.2 + 3.0 per panel) inches, two panels stacked.
     assert width >= 6 * 110 - 2 and height >= (1.2 + 2 * 3.0) * 110 - 2
     assert image.std() > 10  # not a blank canvas
+
+
+def test_backends_take_turns_after_their_warm_up():
+    calls = []
+    medians = time_side_by_side({'a': lambda: calls.append('a'),
+                                 'b': lambda: calls.append('b')}, warmup=2, runs=3)
+    assert calls == ['a', 'a', 'b', 'b'] + ['a', 'b'] * 3
+    assert set(medians) == {'a', 'b'} and all(m >= 0 for m in medians.values())

@@ -4,7 +4,9 @@
     bench --paper-sizes --model bisenet_r18 bisenet_lite     # the lightweight-BiSeNet sizes
     bench --backend torch onnxruntime --size 360x480 --plot bench.png
 
-Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval mode. Backends:
+Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval mode. The
+backends of one model and size take turns run by run, so a change in the machine's load (another
+job, the CPU clock) hits them alike and their ratios stay meaningful. Backends:
 `torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17),
 `onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export) and `tensorrt`
 (where TensorRT and a prebuilt engine exist; otherwise the row says why it is missing).
@@ -13,6 +15,7 @@ Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval m
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import json
 import os
 from pathlib import Path
@@ -33,19 +36,26 @@ DEFAULT_SIZES = ((360, 480), (512, 1024))
 BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'tensorrt')
 
 
-def _time(fn, warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def time_side_by_side(forwards: dict[str, Callable[[], object]], warmup: int,
+                      runs: int) -> dict[str, float]:
+    """Median milliseconds per call of each forward; after `warmup` untimed calls each, the
+    forwards take turns for `runs` rounds."""
+    for forward in forwards.values():
+        for _ in range(warmup):
+            forward()
+    times = {key: [] for key in forwards}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+        for key, forward in forwards.items():
+            start = time.perf_counter()
+            forward()
+            times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(t)) * 1e3 for key, t in times.items()}
 
 
-def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
-              warmup: int, runs: int, threads: int, workdir: Path) -> dict:
+def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
+            threads: int, workdir: Path) -> Callable[[], object] | str:
+    """A forward of model `name` on `backend` at `size` (random weights, one fixed random
+    image), or the reason that case is skipped."""
     import torch
 
     from seg_perception.models import build_model
@@ -78,7 +88,7 @@ def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: in
         if binary_layers(model):
             deploy_model(model)
         elif qdq:
-            return _row(name, backend, size, None, f'{name} has no binary layers')
+            return f'{name} has no binary layers'
         path = workdir / f'{name}_{size[0]}x{size[1]}{"_qdq" if qdq else ""}.onnx'
         export_onnx(model, path, model_name=name, class_set=class_set_for(num_classes),
                     num_classes=num_classes, input_size=size, qdq=qdq)
@@ -87,13 +97,13 @@ def bench_one(name: str, backend: str, size: tuple[int, int], *, num_classes: in
                                     load_artifact(path), threads=threads,
                                     precision='int8' if qdq else 'fp16')
         except BackendUnavailable as err:
-            return _row(name, backend, size, None, str(err))
+            return str(err)
 
         def run():
             runner.infer(pixels)
     else:
         raise ValueError(f'unknown backend {backend!r} (expected one of {BACKENDS})')
-    return _row(name, backend, size, _time(run, warmup, runs))
+    return run
 
 
 def _row(name: str, backend: str, size: tuple[int, int], median: float | None,
@@ -137,13 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.paper_sizes:
         sizes += [(h, w) for w, h in PAPER_SIZES_WH]
     sizes = sizes or list(DEFAULT_SIZES)
-    cases = [(n, b, s) for s in sizes for n in names for b in args.backend]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, backend, size in tqdm(cases, desc='bench', unit='case', file=sys.stderr):
-            rows.append(bench_one(name, backend, size, num_classes=args.num_classes,
-                                  warmup=args.warmup, runs=args.runs, threads=args.threads,
-                                  workdir=Path(tmp)))
+        for size, name in tqdm([(s, n) for s in sizes for n in names], desc='bench',
+                               unit='model', file=sys.stderr):
+            prepared = {b: prepare(name, b, size, num_classes=args.num_classes,
+                                   threads=args.threads, workdir=Path(tmp))
+                        for b in args.backend}
+            medians = time_side_by_side({b: p for b, p in prepared.items() if callable(p)},
+                                        args.warmup, args.runs)
+            rows += [_row(name, b, size, medians.get(b), '' if callable(p) else p)
+                     for b, p in prepared.items()]
     if args.csv:
         lines = ['model,backend,size,median_ms,fps'] + [
             f'{r["model"]},{r["backend"]},{r["size"]},{_num(r["median_ms"])},{_num(r["fps"])}'

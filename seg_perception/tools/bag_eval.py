@@ -43,7 +43,6 @@ from seg_perception.core.replay_eval import (
 )
 
 NODE_NAMES = {'multiclass': 'segmenter', 'human': 'human_mask', 'vehicle': 'vehicle_mask'}
-MODES = ('realtime', 'deterministic', 'offline')
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -155,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         walls, diagnostics = _live(args, targets, frames, wanted, notes, info)
     reports = {}
-    for i, target in enumerate(targets):
+    for target in targets:
         report = target.scorer.summary(sent=len(frames), rejected=len(contents.rejected),
                                        wall_s=walls.get(target.task))
         report.update({
@@ -167,14 +166,15 @@ def run(args: argparse.Namespace) -> dict:
         })
         if report['node_diagnostics'].get('backend'):
             report['backend'] = report['node_diagnostics']['backend']
-        folder = args.report if i == 0 else args.report / target.task
-        report['files'] = [str(p.relative_to(folder)) for p in
-                           write_report(folder, report, target.rows)]
         reports[target.task] = report
     main_report = reports[targets[0].task]
     if len(targets) > 1:
         main_report['tasks'] = {task: _brief(r) for task, r in reports.items()}
-        write_report(args.report, main_report, targets[0].rows)
+    for i, target in enumerate(targets):
+        folder = args.report if i == 0 else args.report / target.task
+        report = reports[target.task]
+        report['files'] = [str(p.relative_to(folder)) for p in
+                           write_report(folder, report, target.rows)]
     return main_report
 
 

@@ -24,6 +24,7 @@ from seg_perception.launch_config import NODE_TASKS
 
 SHARED_CAMVID = Path(__file__).resolve().parents[3] / 'shared' / 'datasets' / 'camvid'
 LAUNCH_FILE = 'desktop.launch.py'
+NODE_NAME = {task: node for node, task in NODE_TASKS.items()}
 
 
 def find_camvid(explicit: str | None) -> Path:
@@ -111,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f'  warning: {note}', file=sys.stderr)
     return 0
 
-
-NODE_NAME = {task: node for node, task in NODE_TASKS.items()}
 
 if __name__ == '__main__':
     raise SystemExit(main())

@@ -17,6 +17,19 @@ from test.ros.test_parameters import call, value_msg
 from test.ros.test_segmenter_node import by_stamp, image_msg
 
 
+def lifecycle_client(ros_node, fqn: str):
+    """(state(), transition(id)) of the lifecycle node `fqn`, through its services."""
+
+    def state() -> int:
+        return call(ros_node, GetState, f'{fqn}/get_state', GetState.Request()).current_state.id
+
+    def transition(tid: int) -> bool:
+        req = ChangeState.Request(transition=Transition(id=tid))
+        return call(ros_node, ChangeState, f'{fqn}/change_state', req).success
+
+    return state, transition
+
+
 def test_autostart_with_missing_model_exits_nonzero_naming_the_file(tmp_path):
     missing = tmp_path / 'absent.onnx'
     proc = subprocess.run(
@@ -34,14 +47,7 @@ def test_managed_node_stays_unconfigured_until_the_model_is_fixed(
     model = tmp_path / 'later.onnx'
     proc, probe = start_node('/t_managed', {'model': str(model), 'autostart': False},
                              outputs=(), connect=False)
-    fqn = proc.fqn
-
-    def state() -> int:
-        return call(ros_node, GetState, f'{fqn}/get_state', GetState.Request()).current_state.id
-
-    def transition(tid: int) -> bool:
-        req = ChangeState.Request(transition=Transition(id=tid))
-        return call(ros_node, ChangeState, f'{fqn}/change_state', req).success
+    state, transition = lifecycle_client(ros_node, proc.fqn)
 
     assert state() == State.PRIMARY_STATE_UNCONFIGURED
     assert not transition(Transition.TRANSITION_CONFIGURE)
@@ -53,7 +59,7 @@ def test_managed_node_stays_unconfigured_until_the_model_is_fixed(
     shutil.copy(camvid_model, model)
     shutil.copy(camvid_model.with_suffix('.yaml'), model.with_suffix('.yaml'))
     req = SetParameters.Request(parameters=[Parameter(name='model', value=value_msg(str(model)))])
-    assert call(ros_node, SetParameters, f'{fqn}/set_parameters', req).results[0].successful
+    assert call(ros_node, SetParameters, f'{proc.fqn}/set_parameters', req).results[0].successful
     assert transition(Transition.TRANSITION_CONFIGURE)
     assert state() == State.PRIMARY_STATE_INACTIVE
     assert transition(Transition.TRANSITION_ACTIVATE)
@@ -166,14 +172,7 @@ def test_managed_node_survives_every_broken_model_and_configures_once_fixed(
     proc, probe = start_node('/t_broken_managed', {'model': str(model), 'autostart': False,
                                                    'diagnostics_period': 0.2},
                              outputs=(), connect=False)
-    fqn = proc.fqn
-
-    def state() -> int:
-        return call(ros_node, GetState, f'{fqn}/get_state', GetState.Request()).current_state.id
-
-    def transition(tid: int) -> bool:
-        req = ChangeState.Request(transition=Transition(id=tid))
-        return call(ros_node, ChangeState, f'{fqn}/change_state', req).success
+    state, transition = lifecycle_client(ros_node, proc.fqn)
 
     for damage in BROKEN_MODELS:
         expected = _place_model(camvid_model, model, damage)

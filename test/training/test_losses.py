@@ -154,6 +154,17 @@ def test_hinge_gradient_is_minus_zeta_on_active_margins():
     assert torch.allclose(logits.grad, expected)
 
 
+def test_hinge_class_weights_weight_each_pixel_by_its_true_class():
+    logits = pixels((2.0, -0.5), (0.3, 0.4), (-40.0, 40.0))
+    # Per-pixel h as above: 0.5 (class 0, weight 1) and 1.9 (class 1, weight 4); the ignored
+    # pixel adds neither loss nor weight.
+    loss = HingeLoss(weight=[1.0, 4.0])(logits, TARGET)
+    assert loss.item() == approx((0.5 * 1 + 1.9 * 4) / 5)
+    assert HingeLoss(weight=[1.0, 1.0])(logits, TARGET).item() == approx((0.5 + 1.9) / 2)
+    with pytest.raises(ValueError, match='weight has 3 entries'):
+        HingeLoss(weight=[1.0, 1.0, 1.0])(logits, TARGET)
+
+
 # --- Dice --------------------------------------------------------------------------------------
 
 def test_dice_by_hand_with_and_without_smoothing():

@@ -30,7 +30,9 @@ def test_config_parts_build(path):
     from training.schedules import build_optimizer, build_scheduler
 
     cfg = load_config(path)
-    loss = build_loss(cfg['loss']['name'], num_classes=11, ignore_index=255,
+    # Binary tasks have 2 classes (per-class loss weights are checked against that).
+    num_classes = 2 if cfg['data'].get('task') in ('human', 'vehicle') else 11
+    loss = build_loss(cfg['loss']['name'], num_classes=num_classes, ignore_index=255,
                       aux_weights=tuple(cfg['loss']['aux_weights']), **cfg['loss']['options'])
     assert isinstance(loss, torch.nn.Module)
     ocfg = cfg['optimizer']

@@ -20,6 +20,23 @@ def test_bench_json_rows_per_model_backend_size(capsys, tmp_path):
     assert csv.read_text().splitlines()[0] == 'model,backend,size,median_ms,fps'
 
 
+def test_ratios_against_the_targets_in_json_and_table(capsys):
+    args = ['--model', 'bisegunet', '--backend', 'torch', 'onnxruntime', 'onnxruntime-int8',
+            '--size', '64x96', '--warmup', '0', '--runs', '1', '--num-classes', '11']
+    assert main(args + ['--json']) == 0
+    torch_row, ort, int8 = json.loads(capsys.readouterr().out)
+    assert 'vs_torch' not in torch_row
+    assert abs(ort['vs_torch'] - ort['median_ms'] / torch_row['median_ms']) < 1e-9
+    assert abs(int8['vs_onnxruntime'] - int8['median_ms'] / ort['median_ms']) < 1e-9
+    # The exact INT8 graph of a binary network labels (almost) every pixel as the float one.
+    assert int8['labels_equal_pct'] >= 99.0
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert 'ratios (same turns; target in brackets):' in table
+    assert 'onnxruntime / torch = ' in table and 'onnxruntime-int8 / onnxruntime = ' in table
+    assert '(<= 0.6: ' in table and 'labels equal on ' in table
+
+
 def test_paper_sizes_are_the_lightweight_bisenet_table():
     assert PAPER_SIZES_WH == ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360),
                               (400, 400))

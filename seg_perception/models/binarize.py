@@ -182,3 +182,26 @@ def binary_weight_l1(model: nn.Module, *, reduction: str = 'sum') -> torch.Tenso
     if reduction == 'mean':
         total = total / sum(w.numel() for w in weights)
     return total
+
+
+def trained_like_statistics(model: nn.Module) -> nn.Module:
+    """Gives a freshly built network trained-like BatchNorm statistics and DAB thresholds, in
+    place (from torch's global RNG: seed it first), and returns it.
+
+    Fresh BN is the identity, so a binary conv sum that is exactly 0 (equal +alpha and -alpha
+    counts) stays at +-1 ulp, whose sign depends on the summation order: torch, the float ONNX
+    graph and the exact INT8 one would binarise it differently, and labels of untrained
+    networks would differ for that reason alone. For tests and benchmarks of random networks.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+            elif isinstance(module, BinaryConv2d) and module.dab is not None:
+                module.dab.k.uniform_(-1, 1)
+                module.dab.b.uniform_(-0.3, 0.3)
+                module.dab.a.fill_(0.7)
+    return model

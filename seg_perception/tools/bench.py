@@ -10,6 +10,12 @@ job, the CPU clock) hits them alike and their ratios stay meaningful. Backends:
 `torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17),
 `onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export) and `tensorrt`
 (where TensorRT and a prebuilt engine exist; otherwise the row says why it is missing).
+
+After the table come the ratios of each model and size, measured in the same turns, against
+the deployment targets: ONNX Runtime <= 0.6 x eager torch, and a binary model's INT8 Q/DQ
+graph <= 0.6 x its float ONNX with identical labels (the share of equal arg-max labels of the
+two graphs on the bench image is printed beside it). In --json the onnxruntime rows carry
+`vs_torch`, the INT8 rows `vs_onnxruntime` and `labels_equal_pct`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from seg_perception.tools.complexity import parse_size
 PAPER_SIZES_WH = ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360), (400, 400))
 DEFAULT_SIZES = ((360, 480), (512, 1024))
 BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'tensorrt')
+# (numerator backend, denominator backend, target ratio, JSON key) of the deployment targets.
+RATIO_TARGETS = (('onnxruntime', 'torch', 0.6, 'vs_torch'),
+                 ('onnxruntime-int8', 'onnxruntime', 0.6, 'vs_onnxruntime'))
 
 
 def time_side_by_side(forwards: dict[str, Callable[[], object]], warmup: int,
@@ -59,13 +68,18 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
     import torch
 
     from seg_perception.models import build_model
+    from seg_perception.models.binarize import binary_layers, trained_like_statistics
 
     torch.manual_seed(0)
     model = build_model(name, num_classes=num_classes).eval()
+    if binary_layers(model):
+        # Fresh BN leaves binary sums of exactly 0 at +-1 ulp, binarised by rounding luck:
+        # without this the float and INT8 graphs' labels would differ for that reason alone.
+        trained_like_statistics(model)
     pixels = np.random.default_rng(0).uniform(0, 255, (1, 3, *size)).astype(np.float32)
     if backend == 'torch':
         from seg_perception.core.artifact import Normalization
-        from seg_perception.models.binarize import binary_layers, deploy_model
+        from seg_perception.models.binarize import deploy_model
 
         if binary_layers(model):
             deploy_model(model)  # what ships: pure sign, precomputed binary weights
@@ -77,11 +91,11 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
 
         def run():
             with torch.inference_mode():
-                net(x)
+                return net(x).numpy()
     elif backend in ('onnxruntime', 'onnxruntime-int8', 'tensorrt'):
         from seg_perception.core.artifact import load_artifact
         from seg_perception.core.backends import BackendUnavailable, create_backend
-        from seg_perception.models.binarize import binary_layers, deploy_model
+        from seg_perception.models.binarize import deploy_model
         from seg_perception.models.export import export_onnx
 
         qdq = backend == 'onnxruntime-int8'
@@ -100,7 +114,7 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
             return str(err)
 
         def run():
-            runner.infer(pixels)
+            return runner.infer(pixels)
     else:
         raise ValueError(f'unknown backend {backend!r} (expected one of {BACKENDS})')
     return run
@@ -156,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                         for b in args.backend}
             medians = time_side_by_side({b: p for b, p in prepared.items() if callable(p)},
                                         args.warmup, args.runs)
-            rows += [_row(name, b, size, medians.get(b), '' if callable(p) else p)
-                     for b, p in prepared.items()]
+            case = [_row(name, b, size, medians.get(b), '' if callable(p) else p)
+                    for b, p in prepared.items()]
+            add_ratios(case, prepared)
+            rows += case
     if args.csv:
         lines = ['model,backend,size,median_ms,fps'] + [
             f'{r["model"]},{r["backend"]},{r["size"]},{_num(r["median_ms"])},{_num(r["fps"])}'
@@ -176,7 +192,41 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f'{r["model"]:<14} {r["backend"]:<16} {r["size"]:>10} {r["median_ms"]:>10.1f} '
               f'{r["fps"]:>8.2f}')
+    lines = ratio_lines(rows)
+    if lines:
+        print('\nratios (same turns; target in brackets):')
+        print('\n'.join(lines))
     return 0
+
+
+def add_ratios(case: list[dict], prepared: dict[str, Callable[[], object] | str]) -> None:
+    """Adds the target ratios to the rows of one model and size (in place); for the INT8 row
+    also the share of pixels whose arg-max label equals the float ONNX graph's."""
+    by_backend = {r['backend']: r for r in case}
+    for num, den, _target, key in RATIO_TARGETS:
+        a, b = by_backend.get(num), by_backend.get(den)
+        if a and b and a['median_ms'] is not None and b['median_ms'] is not None:
+            a[key] = a['median_ms'] / b['median_ms']
+    int8, float_ = prepared.get('onnxruntime-int8'), prepared.get('onnxruntime')
+    if callable(int8) and callable(float_):
+        equal = np.argmax(int8(), axis=1) == np.argmax(float_(), axis=1)
+        by_backend['onnxruntime-int8']['labels_equal_pct'] = 100.0 * float(equal.mean())
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """'model size: A / B = r (<= t: met|MISSED)' for every ratio the rows carry."""
+    out = []
+    for r in rows:
+        for num, den, target, key in RATIO_TARGETS:
+            if r['backend'] != num or key not in r:
+                continue
+            verdict = 'met' if r[key] <= target else 'MISSED'
+            line = (f'  {r["model"]:<14} {r["size"]:>10}  {num} / {den} = {r[key]:.2f} '
+                    f'(<= {target}: {verdict})')
+            if 'labels_equal_pct' in r:
+                line += f', labels equal on {r["labels_equal_pct"]:.3f} % of pixels'
+            out.append(line)
+    return out
 
 
 def _num(value: float | None) -> str:

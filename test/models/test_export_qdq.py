@@ -21,6 +21,7 @@ from seg_perception.models.binarize import (  # noqa: E402
     binarize_model,
     binary_layers,
     deploy_model,
+    trained_like_statistics,
 )
 from seg_perception.models.export import export_onnx, qdq_export  # noqa: E402
 from seg_perception.models.layers.binary import BinaryConv2d  # noqa: E402
@@ -48,24 +49,6 @@ def test_float_export_of_every_zoo_model_passes_the_lint(name, tmp_path):
     assert not has_qdq(artifact.path)
 
 
-def _randomise(net: nn.Module) -> nn.Module:
-    """Trained-like BN statistics and DAB thresholds. Fresh BN is the identity, so a binary
-    conv sum that is exactly 0 (equal +alpha and -alpha counts) stays at +-1 ulp, whose sign
-    depends on the summation order: torch and ONNX Runtime would binarise it differently."""
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
-            elif isinstance(module, BinaryConv2d) and module.dab is not None:
-                module.dab.k.uniform_(-1, 1)
-                module.dab.b.uniform_(-0.3, 0.3)
-                module.dab.a.fill_(0.7)
-    return net
-
-
 def _build(kind: str) -> nn.Module:
     torch.manual_seed(0)
     if kind == 'bisegunet':
@@ -74,7 +57,7 @@ def _build(kind: str) -> nn.Module:
         net = build_model('bisenet_lite', num_classes=NUM_CLASSES)
         options = {'binarizer': 'dab'} if kind == 'bisenet_lite_dab' else {}
         binarize_model(net, example_input=torch.randn(1, 3, 96, 128), **options)
-    return deploy_model(_randomise(net))
+    return deploy_model(trained_like_statistics(net))
 
 
 @pytest.fixture(scope='module', params=['bisegunet', 'bisenet_lite', 'bisenet_lite_dab'])

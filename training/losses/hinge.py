@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
-
-from collections.abc import Sequence
 
 from training.losses.ce import weighted_mean
 from training.losses.utils import (

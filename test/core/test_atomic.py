@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,6 +19,17 @@ def test_atomic_write_creates_dirs_and_leaves_no_temp_file(tmp_path):
     atomic_write(path, lambda f: f.write(b'new engine'))
     assert path.read_bytes() == b'new engine'
     assert os.listdir(path.parent) == ['m.engine']
+
+
+def test_new_file_gets_plain_open_permissions_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / 'a.yaml', lambda f: f.write(b'x'))
+        (tmp_path / 'plain').write_bytes(b'x')
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / 'a.yaml').stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / 'plain').stat().st_mode) == 0o640
 
 
 def test_crash_mid_write_keeps_the_old_file(tmp_path):

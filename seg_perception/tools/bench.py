@@ -68,21 +68,23 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
     import torch
 
     from seg_perception.models import build_model
-    from seg_perception.models.binarize import binary_layers, trained_like_statistics
+    from seg_perception.models.binarize import (
+        binary_layers,
+        deploy_model,
+        trained_like_statistics,
+    )
 
     torch.manual_seed(0)
     model = build_model(name, num_classes=num_classes).eval()
-    if binary_layers(model):
+    binary = bool(binary_layers(model))
+    if binary:
         # Fresh BN leaves binary sums of exactly 0 at +-1 ulp, binarised by rounding luck:
         # without this the float and INT8 graphs' labels would differ for that reason alone.
         trained_like_statistics(model)
+        deploy_model(model)  # what ships: pure sign, precomputed binary weights
     pixels = np.random.default_rng(0).uniform(0, 255, (1, 3, *size)).astype(np.float32)
     if backend == 'torch':
         from seg_perception.core.artifact import Normalization
-        from seg_perception.models.binarize import deploy_model
-
-        if binary_layers(model):
-            deploy_model(model)  # what ships: pure sign, precomputed binary weights
         from seg_perception.models.normalized import Normalized
 
         norm = Normalization()
@@ -95,13 +97,10 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
     elif backend in ('onnxruntime', 'onnxruntime-int8', 'tensorrt'):
         from seg_perception.core.artifact import load_artifact
         from seg_perception.core.backends import BackendUnavailable, create_backend
-        from seg_perception.models.binarize import deploy_model
         from seg_perception.models.export import export_onnx
 
         qdq = backend == 'onnxruntime-int8'
-        if binary_layers(model):
-            deploy_model(model)
-        elif qdq:
+        if qdq and not binary:
             return f'{name} has no binary layers'
         path = workdir / f'{name}_{size[0]}x{size[1]}{"_qdq" if qdq else ""}.onnx'
         export_onnx(model, path, model_name=name, class_set=class_set_for(num_classes),

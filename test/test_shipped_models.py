@@ -84,7 +84,7 @@ def test_shipped_binary_model_deploys_as_trained(name, camvid_root, tmp_path):
     model = MODELS[name]
     pt = load_artifact(model.path.with_suffix('.pt'))
     torch_backend = create_backend('torch', pt, threads=1)
-    network = torch_backend._model.model  # the deployed network inside Normalized
+    network = torch_backend.network
     exported = export_onnx(network, tmp_path / f'{name}.onnx', model_name=pt.model,
                            class_set=pt.class_set, num_classes=pt.num_classes,
                            input_size=pt.input_size, model_options=pt.model_options,

@@ -21,7 +21,11 @@ from seg_perception.core.backends.onnxruntime_rewrites import (  # noqa: E402
     rewrite_for_onnxruntime,
 )
 from seg_perception.models import build_model, list_models  # noqa: E402
-from seg_perception.models.binarize import binary_layers, deploy_model  # noqa: E402
+from seg_perception.models.binarize import (  # noqa: E402
+    binary_layers,
+    deploy_model,
+    trained_like_statistics,
+)
 from seg_perception.models.export import export_onnx  # noqa: E402
 from seg_perception.models.layers.binary import BinaryConv2d  # noqa: E402
 from seg_perception.models.normalized import Normalized  # noqa: E402
@@ -132,20 +136,12 @@ def test_column_split_only_for_narrow_wide_kernel_stride_one_convs(cout, kernel,
 
 
 def _randomise(net: nn.Module) -> nn.Module:
-    """Trained-like BN statistics and per-channel PReLU slopes (fresh ones are all 0.25, and
-    fresh BN is the identity, so binary sums of exactly 0 would binarise by rounding luck)."""
-    generator = torch.Generator().manual_seed(1)
+    """`trained_like_statistics` plus per-channel PReLU slopes (fresh ones are all 0.25)."""
+    trained_like_statistics(net)
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                for tensor, low, high in ((module.running_mean, -0.5, 0.5),
-                                          (module.running_var, 0.5, 2.0),
-                                          (module.weight, 0.5, 1.5), (module.bias, -0.5, 0.5)):
-                    tensor.copy_(torch.empty_like(tensor).uniform_(low, high,
-                                                                   generator=generator))
-            elif isinstance(module, nn.PReLU):
-                module.weight.copy_(torch.empty_like(module.weight).uniform_(
-                    -0.2, 0.8, generator=generator))
+            if isinstance(module, nn.PReLU):
+                module.weight.uniform_(-0.2, 0.8)
     return net
 
 

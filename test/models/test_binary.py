@@ -18,6 +18,7 @@ from seg_perception.models.binarize import (
     binary_weight_l1,
     deploy_model,
     set_binary_fraction,
+    trained_like_statistics,
 )
 from seg_perception.models.layers.bidense import (
     ChannelAdaptiveBypass,
@@ -25,19 +26,6 @@ from seg_perception.models.layers.bidense import (
     bypass_plan,
 )
 from seg_perception.models.layers.binary import BinaryConv2d, approx_sign, sign, sign_ste
-
-
-def _randomise(layer: BinaryConv2d) -> None:
-    """Non-trivial DAB parameters and BN statistics (fresh ones are the identity)."""
-    with torch.no_grad():
-        if layer.dab is not None:
-            layer.dab.k.uniform_(-1, 1)
-            layer.dab.b.uniform_(-0.3, 0.3)
-            layer.dab.a.fill_(0.7)
-        if layer.cfb is not None:
-            layer.cfb.norm.running_mean.uniform_(-1, 1)
-            layer.cfb.norm.running_var.uniform_(0.5, 2)
-            layer.cfb.norm.weight.uniform_(0.5, 1.5)
 
 
 def test_sign_of_zero_is_plus_one():
@@ -125,7 +113,7 @@ def test_float_mode_is_exactly_conv2d(options):
 def test_deploy_equals_binary_eval_exactly(cin, cout, stride, options):
     torch.manual_seed(1)
     layer = BinaryConv2d(cin, cout, 3, stride, 1, **options)
-    _randomise(layer)
+    trained_like_statistics(layer)  # DAB thresholds, CFB norm statistics
     layer.eval()
     x = torch.randn(2, cin, 9, 11)  # odd sizes: the stride-2 bypass pools in ceil mode
     expected = layer(x)
@@ -309,7 +297,7 @@ def test_onnx_export_of_deployed_net_matches_torch(tmp_path):
     torch.manual_seed(0)
     middle = BinaryConv2d(8, 12, 3, 2, 1, binarizer='dab', cfb=True, estimator='approx_sign',
                           weight_scale='learnable')
-    _randomise(middle)
+    trained_like_statistics(middle)
     net = deploy_model(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), middle,
                                      nn.Conv2d(12, 2, 1)))
     artifact = export_onnx(net, tmp_path / 'x.onnx', model_name='x', class_set='binary_vehicle',

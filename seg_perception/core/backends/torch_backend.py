@@ -17,6 +17,15 @@ class TorchBackend:
         self._model = model
         self._device = device
 
+    @property
+    def network(self):
+        """The torch network this backend runs, as built from the checkpoint (in deploy mode
+        for binary networks), without the input normalisation the backend puts in front of
+        it (if the sidecar asks for it there): what `models.export.export_onnx` takes."""
+        from seg_perception.models.normalized import Normalized
+
+        return self._model.model if isinstance(self._model, Normalized) else self._model
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 

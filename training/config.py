@@ -1,7 +1,9 @@
 """Training configuration: defaults, one YAML per experiment, command-line overrides.
 
 Every key has a default here; an experiment YAML (training/configs/*.yaml) overrides some,
-and `--section.key value` on the command line overrides those. Unknown keys are errors, so a
+and `--section.key value` on the command line overrides those. An experiment YAML may start
+from another: `base: OTHER.yaml` (relative to its own folder) applies OTHER first, so a config
+that changes one thing from a recipe says only that one thing. Unknown keys are errors, so a
 typo cannot silently train with a default. The resolved config is saved in the run folder.
 """
 
@@ -114,13 +116,12 @@ def _coerce(default, value, where: str):
 
 
 def load_config(path: str | Path | None, overrides: list[tuple[str, str]] = ()) -> dict:
-    """DEFAULTS <- YAML file <- (dotted key, YAML value) overrides."""
+    """DEFAULTS <- base YAML files (outermost first) <- YAML file <- (dotted key, YAML value)
+    overrides."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f'{path}: expected a mapping at the top level')
-        cfg = merge(cfg, data)
+        for data in _file_chain(Path(path)):
+            cfg = merge(cfg, data)
     for dotted, text in overrides:
         value = yaml.safe_load(text)
         node: dict = value
@@ -128,6 +129,31 @@ def load_config(path: str | Path | None, overrides: list[tuple[str, str]] = ()) 
             node = {key: node}
         cfg = merge(cfg, node)
     return cfg
+
+
+def _file_chain(path: Path) -> list[dict]:
+    """The mappings of `path` and of the files its `base:` keys name, outermost base first."""
+    chain: list[dict] = []
+    seen: list[Path] = []
+    while True:
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ConfigError('config bases form a cycle: ' + ' -> '.join(
+                str(p) for p in [*seen, resolved]))
+        seen.append(resolved)
+        if not path.is_file():
+            named = f' (the base of {seen[-2]})' if len(seen) > 1 else ''
+            raise FileNotFoundError(f'config file {path}{named} does not exist')
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f'{path}: expected a mapping at the top level')
+        base = data.pop('base', None)
+        chain.append(data)
+        if base is None:
+            return chain[::-1]
+        if not isinstance(base, str):
+            raise ConfigError(f'{path}: base must be a file name, got {base!r}')
+        path = path.parent / base
 
 
 def config_hash(cfg: dict) -> str:

@@ -59,3 +59,47 @@ def test_cpu_config_trains_two_steps(path, tmp_path):
     after = trainer.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert (tmp_path / 'checkpoints' / 'last.pt').is_file()
+
+
+def test_base_key_applies_the_named_config_first(tmp_path):
+    from training.config import ConfigError
+
+    (tmp_path / 'a.yaml').write_text('train: {epochs: 7, seed: 3}\nloss: {name: hinge}\n')
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'sub' / 'b.yaml').write_text('base: ../a.yaml\ntrain: {epochs: 9}\n')
+    (tmp_path / 'c.yaml').write_text('base: sub/b.yaml\nloss: {name: ce}\n')
+    cfg = load_config(tmp_path / 'c.yaml', [('train.seed', '5')])
+    assert (cfg['train']['epochs'], cfg['train']['seed'], cfg['loss']['name']) == (9, 5, 'ce')
+    assert 'base' not in cfg
+
+    (tmp_path / 'a.yaml').write_text('base: c.yaml\n')
+    with pytest.raises(ConfigError, match='cycle'):
+        load_config(tmp_path / 'c.yaml')
+    (tmp_path / 'd.yaml').write_text('base: missing.yaml\n')
+    with pytest.raises(FileNotFoundError, match=r'missing\.yaml \(the base of .*d\.yaml\)'):
+        load_config(tmp_path / 'd.yaml')
+    (tmp_path / 'e.yaml').write_text('base: [a.yaml]\n')
+    with pytest.raises(ConfigError, match='base must be a file name'):
+        load_config(tmp_path / 'e.yaml')
+
+
+def _leaves(cfg: dict, prefix: str = '') -> dict:
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value and not key.endswith('options'):
+            out.update(_leaves(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+TWINS = [f'bisenet_lite_{task}_ce{suffix}' for task in ('human', 'vehicle')
+         for suffix in ('', '_cpu')] + ['bisenet_lite_vehicle_ce_long_cpu']
+
+
+@pytest.mark.parametrize('stem', TWINS)
+def test_hinge_and_ce_twins_differ_only_in_the_loss(stem):
+    ce = REPO / 'training' / 'configs' / f'{stem}.yaml'
+    hinge = ce.with_name(ce.name.replace('_ce', '_hinge'))
+    a, b = _leaves(load_config(ce)), _leaves(load_config(hinge))
+    assert {k for k in a if a[k] != b[k]} == {'loss.name'}

@@ -7,7 +7,10 @@ stamp. Two pacings:
 - realtime: frames leave at their recorded spacing (divided by `rate_scale`) whatever the node
   does, as a camera would send them; what the node drops is lost, as on the robot.
 - deterministic: each frame waits for the node's outputs of the previous one, so every frame
-  is processed (a frame whose outputs do not come within `timeout` counts as dropped).
+  is processed. A frame still without every output after `resend_after` seconds is published
+  again (reliable QoS cannot help a message sent while an endpoint was still matching; the
+  node answering twice is harmless, as only the first output per stamp counts); one without
+  them after `timeout` counts as dropped. Both are reported.
 
 With `use_sim_time`, a rosgraph_msgs/Clock carrying the frame's stamp is published before
 each frame (the node must run with use_sim_time:=true).
@@ -96,6 +99,7 @@ class BagPlayer:
                 # Let both sides finish matching the endpoints. With 0.3 s a deterministic
                 # 3-frame replay once lost one frame at one of three nodes in CI (which frame
                 # is not known; a frame published before matching completes is one cause).
+                # Deterministic replays also re-send a frame that gets no answer (play()).
                 time.sleep(1.0)
                 return
             time.sleep(0.05)
@@ -117,12 +121,22 @@ class BagPlayer:
             got = self.received.get(stamp)
             return got is not None and len(got.outputs) == self.expected
 
+    def _missing(self, stamp: int) -> str:
+        with self.lock:
+            got = self.received.get(stamp, Received()).outputs
+        return 'no ' + ', '.join(f'{fqn}/{name}' for fqn, outputs in self.targets.items()
+                                 for name in outputs if (fqn, name) not in got)
+
     def play(self, frames: list[BagFrame], *, deterministic: bool, rate_scale: float = 1.0,
-             timeout: float = 10.0, settle: float = 2.0,
+             timeout: float = 10.0, settle: float = 2.0, resend_after: float = 3.0,
              progress: Callable[[int], None] | None = None) -> list[str]:
-        """Plays `frames`; returns warnings (frames that timed out in deterministic mode)."""
+        """Plays `frames`; returns warnings (in deterministic mode: frames re-sent, and frames
+        with outputs missing after `timeout`). A re-sent frame's latency counts from the
+        last send."""
         if rate_scale <= 0:
             raise ValueError(f'rate_scale must be > 0, got {rate_scale}')
+        if resend_after <= 0:
+            raise ValueError(f'resend_after must be > 0, got {resend_after}')
         notes = []
         start_wall = time.monotonic()
         first = frames[0].stamp_ns if frames else 0
@@ -132,11 +146,21 @@ class BagPlayer:
             if deterministic:
                 self._publish(frame)
                 deadline = time.monotonic() + timeout
+                resend_at = time.monotonic() + resend_after
+                sends = 1
                 while not self._complete(frame.stamp_ns) and time.monotonic() < deadline:
+                    if time.monotonic() >= resend_at:
+                        self._publish(frame)
+                        sends += 1
+                        resend_at = time.monotonic() + resend_after
                     time.sleep(0.001)
+                where = f'frame {i} ({frame.stamp_ns / 1e9:.3f} s)'
                 if not self._complete(frame.stamp_ns):
-                    notes.append(f'frame {i} ({frame.stamp_ns / 1e9:.3f} s): no outputs within '
-                                 f'{timeout:.0f} s')
+                    notes.append(f'{where}: outputs missing after {timeout:.0f} s '
+                                 f'({self._missing(frame.stamp_ns)}; sent {sends}x)')
+                elif sends > 1:
+                    notes.append(f'{where}: sent {sends}x, no complete answer within '
+                                 f'{resend_after:.0f} s of the earlier send')
             else:
                 gap = (frame.stamp_ns - previous) / 1e9
                 if gap > MAX_GAP_S:

@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--labels-topic', default=LABELS_TOPIC)
     parser.add_argument('--timeout', type=float, default=10.0,
                         help='seconds to wait for a frame\'s outputs (deterministic)')
+    parser.add_argument('--resend-after', type=float, default=3.0,
+                        help='deterministic: publish a frame again if its outputs are not all '
+                             'in after this many seconds (default 3)')
     parser.add_argument('--extra', type=_parse_extra, action='append', default=[],
                         metavar='TASK=MODEL',
                         help='also score this model in the same replay (repeatable), e.g. '
@@ -260,7 +263,7 @@ def _live(args, targets: list[Target], frames, wanted, notes: list[str], info: l
                        file=sys.stderr)
             notes += player.play(frames, deterministic=args.mode == 'deterministic',
                                  rate_scale=args.rate_scale, timeout=args.timeout,
-                                 progress=lambda i: bar.update())
+                                 resend_after=args.resend_after, progress=lambda i: bar.update())
             bar.close()
             time.sleep(1.2)  # one more /diagnostics period
             diagnostics = dict(player.diagnostics)

@@ -198,3 +198,33 @@ def test_replay_nodes_refuse_bad_arguments(tmp_path):
     params.write_text('/**/segmenter:\n  ros__parameters:\n    backend: onnxruntime\n')
     with pytest.raises(ValueError, match='sets no model for segmenter'):
         replay_nodes(bag='b', params_file=params, masks=False)
+
+
+def test_deterministic_replay_resends_a_frame_sent_before_the_node_listened(
+        ros_node, val_bag, camvid_model):
+    """The node starts only after the first frame was published (to nobody, as a frame sent
+    while endpoints still match can be): the player re-sends it and both frames are scored."""
+    import threading
+
+    from seg_perception.core.bagio import read_bag
+    from seg_perception.ros.bag_player import BagPlayer
+    from test.ros.conftest import NodeProcess, node_log
+
+    frames = read_bag(val_bag, limit=2).frames
+    ns = '/resend_test'
+    player = BagPlayer(ros_node, f'{ns}/image', {f'{ns}/segmenter': ('labels',)},
+                       compressed=False)
+    procs = []
+    late = threading.Timer(0.5, lambda: procs.append(NodeProcess(
+        ns, {'model': str(camvid_model), 'backend': 'onnxruntime'}, node_log(ns))))
+    late.start()
+    try:
+        notes = player.play(frames, deterministic=True, timeout=60, resend_after=1.0)
+    finally:
+        late.join()
+        player.close()
+        for proc in procs:
+            proc.stop()
+    assert all(player.results(f) is not None for f in frames), notes
+    assert len(notes) == 1 and notes[0].startswith('frame 0 ') and 'sent' in notes[0], notes
+    assert int(notes[0].split('sent ')[1].split('x')[0]) >= 2

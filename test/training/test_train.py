@@ -47,19 +47,18 @@ def metrics_rows(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_overfits_eight_frames_within_three_minutes(tmp_path):
-    start = time.monotonic()
+def test_overfits_eight_frames_in_forty_epochs(tmp_path):
+    # About 50 s on 2 quiet cores. No wall-time assertion (a loaded machine is not a failure);
+    # the timeout only stops a hung run.
     run_train(tmp_path, '--epochs', '40', '--model.name', 'bisenet_lite', '--data.limit', '8',
               '--data.flip', 'false', '--data.batch_size', '8', '--data.val_split', 'train',
               '--data.eval_size', '[180, 240]', '--eval.limit', '8', '--eval.every_epochs', '40',
               '--optimizer.name', 'adam', '--optimizer.lr', '0.003',
               '--optimizer.weight_decay', '0', '--schedule.name', 'constant',
               '--loss.aux_weights', '[1.0, 1.0]', '--train.deterministic', 'false',
-              '--train.threads', '0', timeout=180)
-    elapsed = time.monotonic() - start
+              '--train.threads', '0', timeout=900)
     final = metrics_rows(tmp_path)[-1]
     assert float(final['val_pixel_accuracy']) >= 0.7, final
-    assert elapsed < 180
     # The run folder's promised contents, and a checkpoint the runtime loads as is.
     for name in ('config.yaml', 'checkpoints/last.pt', 'checkpoints/best.pt',
                  'checkpoints/best.yaml', 'metrics.csv'):

@@ -69,6 +69,10 @@ DEFAULTS: dict = {
         'threads': 0,             # torch CPU threads per process (0: torch default)
         'deterministic': False,   # torch.use_deterministic_algorithms
         'freeze_bn': False,       # BN layers keep their running statistics (tiny batches)
+        # Exponential moving average of the weights (and BN statistics), decay per optimiser
+        # step (0: off). When on, evaluation, best.pt and the exported model use the average.
+        'ema': 0.0,
+        'channels_last': False,   # NHWC tensors (faster convs with oneDNN on CPU)
     },
     'checkpoint': {
         'every_steps': 0,         # also checkpoint every N optimiser steps (0: off)

@@ -102,6 +102,17 @@ class Trainer:
                                    mcfg['binarize'], tuple(cfg['export']['size'])).to(device)
         if world > 1 and tcfg['sync_bn'] and device.type == 'cuda':
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.memory_format = (torch.channels_last if tcfg['channels_last']
+                              else torch.contiguous_format)
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.ema = None
+        if tcfg['ema']:
+            if not 0.0 < tcfg['ema'] < 1.0:
+                raise ConfigError(f'train.ema must be in (0, 1) (0: off), got {tcfg["ema"]}')
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(tcfg['ema']),
+                                     use_buffers=True)
         self.net = self.model
         if world > 1:
             self.net = nn.parallel.DistributedDataParallel(
@@ -129,9 +140,17 @@ class Trainer:
         self.hash = config_hash(cfg)
 
     # ------------------------------------------------------------------ state
+    @property
+    def deployed(self) -> nn.Module:
+        """The network evaluated, saved as 'model' and exported: the EMA when train.ema is on."""
+        return self.ema.module if self.ema is not None else self.model
+
     def state(self) -> dict:
+        extra = {} if self.ema is None else {'train_model': self.model.state_dict(),
+                                             'ema_n_averaged': self.ema.n_averaged}
         return {
-            'model': self.model.state_dict(),
+            # 'model' is what the runtime loads; with EMA the raw weights are in train_model.
+            'model': self.deployed.state_dict(), **extra,
             'optimizer': self.optimizer.state_dict(),
             'scheduler': self.scheduler.state_dict(),
             'scaler': self.scaler.state_dict(),
@@ -140,7 +159,16 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state['model'])
+        if (self.ema is None) != ('train_model' not in state):
+            raise ConfigError('the checkpoint was written with train.ema '
+                              f'{"on" if "train_model" in state else "off"}; the config has it '
+                              f'{"off" if self.ema is None else "on"}')
+        if self.ema is None:
+            self.model.load_state_dict(state['model'])
+        else:
+            self.model.load_state_dict(state['train_model'])
+            self.ema.module.load_state_dict(state['model'])
+            self.ema.n_averaged.copy_(state['ema_n_averaged'])
         self.optimizer.load_state_dict(state['optimizer'])
         self.scheduler.load_state_dict(state['scheduler'])
         self.scaler.load_state_dict(state['scaler'])
@@ -204,6 +232,8 @@ class Trainer:
 
         fraction = binary_fraction(self.epoch, bcfg['float_until'], bcfg['binary_from'])
         count = set_binary_fraction(self.model, fraction)
+        if self.ema is not None:
+            set_binary_fraction(self.ema.module, fraction)
         if self.main:
             tqdm.write(f'epoch {self.epoch}: {count} binary layers ({fraction:.0%})')
 
@@ -225,7 +255,8 @@ class Trainer:
             step_loss = 0.0
             for _ in range(accumulate):
                 images, labels = next(batches)
-                loss = self._loss(images.to(self.device), labels.to(self.device))
+                loss = self._loss(images.to(self.device, memory_format=self.memory_format),
+                                  labels.to(self.device))
                 self.scaler.scale(loss / accumulate).backward()
                 step_loss += loss.detach() / accumulate
             step_loss = self._all_mean(step_loss)
@@ -237,6 +268,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.step += 1
             self.step_in_epoch += 1
             running += step_loss
@@ -273,11 +306,12 @@ class Trainer:
         """Confusion-matrix metrics on the validation split (rank 0; others wait)."""
         metrics: dict = {}
         if self.main:
-            self.model.eval()
+            model = self.deployed
+            model.eval()
             cm = ConfusionMatrix(self.data.num_classes, self.data.ignore_index)
             for images, labels in tqdm(self.data.val, desc='val', unit='img', leave=False):
                 with torch.autocast(self.device.type, enabled=self.amp):
-                    logits = self.model(images.to(self.device))
+                    logits = model(images.to(self.device, memory_format=self.memory_format))
                 cm.update(logits.argmax(1).cpu().numpy(), labels.numpy())
             iou = cm.per_class_iou()
             metrics = {'miou': cm.miou(), 'pixel_accuracy': cm.pixel_accuracy(),
@@ -344,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         metrics = trainer.run()
     except TrainingDiverged as err:
         print(f'training stopped: {err}', file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f'config error: {err}', file=sys.stderr)
         return 2
     finally:
         if world > 1 and dist.is_initialized():

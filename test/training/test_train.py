@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -78,8 +80,10 @@ def final_weights(out: Path) -> dict:
     return load(out / 'checkpoints' / 'last.pt')['model']
 
 
-def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
-    args = [*FAST, '--epochs', '3', '--checkpoint.every_steps', '2']
+@pytest.mark.parametrize('extra', [[], ['--train.ema', '0.9', '--train.channels_last', 'true']],
+                         ids=['plain', 'ema_channels_last'])
+def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path, extra):
+    args = [*FAST, '--epochs', '3', '--checkpoint.every_steps', '2', *extra]
     straight = tmp_path / 'straight'
     run_train(straight, *args)
     killed = tmp_path / 'killed'
@@ -102,7 +106,51 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     a, b = final_weights(straight), final_weights(killed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), 'resumed run diverged from the straight one'
-    assert load(killed / 'checkpoints' / 'last.pt')['step'] == 18
+    final = load(killed / 'checkpoints' / 'last.pt')
+    assert final['step'] == 18
+    if extra:  # the EMA is what is saved as 'model'; the raw weights differ from it
+        raw = final['train_model']
+        assert all(torch.equal(raw[k], load(straight / 'checkpoints' / 'last.pt')
+                               ['train_model'][k]) for k in raw)
+        assert any(not torch.equal(raw[k], b[k]) for k in raw if raw[k].is_floating_point())
+        assert int(final['ema_n_averaged']) == 18
+
+
+def test_ema_average_is_evaluated_and_deployed(tmp_path):
+    """With train.ema, best.pt's 'model' (what the runtime loads) is the average, and the
+    logged val score is the average's; the raw weights (train_model) give other labels.
+    Resuming with EMA switched off is refused."""
+    import shutil
+
+    from seg_perception.core.segmenter import Segmenter
+    from training.checkpoint import save_atomic
+
+    run_train(tmp_path, *FAST, '--epochs', '2', '--train.ema', '0.5')
+    best = tmp_path / 'checkpoints' / 'best.pt'
+    state = load(best)
+    raw = tmp_path / 'raw' / 'raw.pt'
+    raw.parent.mkdir()
+    save_atomic({'model': state['train_model']}, raw)
+    shutil.copy(best.with_suffix('.yaml'), raw.with_suffix('.yaml'))
+    frames = [cv2.imread(str(p))[:, :, ::-1] for p in sorted((CAMVID / 'val').glob('*.png'))[:2]]
+    ema_labels = [Segmenter.from_path(best, backend='torch')(f).labels for f in frames]
+    raw_labels = [Segmenter.from_path(raw, backend='torch')(f).labels for f in frames]
+    assert any(not np.array_equal(a, b) for a, b in zip(ema_labels, raw_labels, strict=True))
+    # The logged score is the average's: a trainer loading last.pt scores its EMA network
+    # (the 'model' weights) to the logged figure, and its raw network to another.
+    import yaml
+
+    from training.train import Trainer
+
+    cfg = yaml.safe_load((tmp_path / 'config.yaml').read_text())
+    trainer = Trainer(cfg, tmp_path / 'again', rank=0, world=1, device=torch.device('cpu'))
+    trainer.load_state(load(tmp_path / 'checkpoints' / 'last.pt'))
+    logged = float(metrics_rows(tmp_path)[-1]['val_miou'])
+    assert f'{trainer._evaluate()["miou"]:.6f}' == f'{logged:.6f}'
+    trainer.ema = None
+    assert f'{trainer._evaluate()["miou"]:.6f}' != f'{logged:.6f}'
+    refused = run_train(tmp_path, *FAST, '--epochs', '3', '--resume', check=False)
+    assert refused.returncode != 0 and 'train.ema' in refused.stderr
 
 
 def test_ddp_two_processes_match_one_process(tmp_path):

@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     index_path = models_dir() / 'index.yaml'
     data = yaml.safe_load(index_path.read_text()) if index_path.is_file() else {}
     data = data or {}
-    models = [m for m in data.get('models') or [] if m['name'] != args.name] + [entry]
+    # A re-shipped model keeps its place in the index; a new one goes last.
+    models = [entry if m['name'] == args.name else m for m in data.get('models') or []]
+    if not any(m['name'] == args.name for m in models):
+        models.append(entry)
     data['models'] = models
     data.setdefault('launch', {})
     header = (index_path.read_text().split('\nmodels:')[0] + '\n') if index_path.is_file() \

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--config', help='config that reproduces it (default: by run name)')
     parser.add_argument('--budget-min', type=float)
     parser.add_argument('--notes', default='')
+    parser.add_argument('--fp16-weights', action='store_true',
+                        help='export_model --fp16-weights (half the ONNX file)')
     args = parser.parse_args(argv)
 
     from seg_perception.tools import export_model
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     out = models_dir() / f'{args.name}.onnx'
     code = export_model.main(['--model', cfg['model']['name'], '--num-classes', str(num_classes),
                               '--size', f'{height}x{width}', '--checkpoint', str(ckpt),
-                              '--out', str(out)])
+                              '--out', str(out)] + (['--fp16-weights'] if args.fp16_weights
+                                                    else []))
     if code:
         return code
     state = torch.load(ckpt, map_location='cpu', weights_only=True)

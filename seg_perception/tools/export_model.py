@@ -1,7 +1,7 @@
 """`export_model`: checkpoint -> ONNX (opset 17, normalisation in the graph) + sidecar.
 
     export_model --model NAME --num-classes N --size HxW [--checkpoint CKPT] [--binary]
-                 --out OUT.onnx
+                 [--fp16-weights] --out OUT.onnx
 
 Without --checkpoint the weights are random (tests, benchmarks). A training checkpoint's
 sidecar (checkpoints/best.yaml) supplies the builder options, binarisation and class set.
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='export the binary layers as INT8 Q/DQ in deploy mode (implied '
                              'when the model has binary layers; an error when it has none)')
     parser.add_argument('--class-set', help='default: from the checkpoint sidecar, or by count')
+    parser.add_argument('--fp16-weights', action='store_true',
+                        help='store conv / matmul weights as float16 read through a Cast (half '
+                             'the file; the same float graph once loaded, weights rounded once)')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -69,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
                                class_set=class_set or class_set_for(args.num_classes),
                                num_classes=args.num_classes, input_size=args.size,
                                config_hash=config_hash, model_options=options,
-                               binarize=binarize, qdq=binary)
+                               binarize=binarize, qdq=binary,
+                               fp16_weights=args.fp16_weights)
     except OnnxLintError as err:
         print(f'export_model: {err}', file=sys.stderr)
         return 1
+    except ValueError as err:  # e.g. --fp16-weights on a binary network
+        parser.error(str(err))
     print(f'wrote {artifact.path} and {artifact.sidecar}')
     return 0
 

@@ -229,3 +229,48 @@ def test_conv_integer_keeps_zero_alpha_channels_and_bias(tmp_path):
         expected = Normalized(net, NORM.mean, NORM.std).eval()(image).numpy()
     got = backend.infer(image.numpy())
     assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize('name', ['bisenet_lite', 'fbsnet'])
+def test_fp16_weights_halve_the_file_and_load_as_the_float_graph(name, tmp_path):
+    """export_onnx(fp16_weights=True): conv weights stored as float16 behind a Cast. The
+    backend's in-memory float graph (rewrites on) and ORT's own Cast folding (the file as it
+    is) give the same scores; against torch only the one rounding of the weights differs; the
+    PRelu rewrite still finds fbsnet's PRelus. Binary networks are refused."""
+    from seg_perception.core.onnx_lint import check_onnx
+
+    torch.manual_seed(0)
+    net = _randomise(build_model(name, num_classes=NUM_CLASSES)).eval()
+    size = (96, 128)
+    common = dict(model_name=name, class_set='camvid11', num_classes=NUM_CLASSES,
+                  input_size=size)
+    full = export_onnx(net, tmp_path / 'full.onnx', **common)
+    half = export_onnx(net, tmp_path / 'half.onnx', fp16_weights=True, **common)
+    check_onnx(half.path)  # the TensorRT lint (Cast is allowed); raises on an issue
+    ratio = half.path.stat().st_size / full.path.stat().st_size
+    # fbsnet keeps float32 weights outside convs (PRelu slopes, BN of unfused branches).
+    assert 0.45 < ratio < (0.55 if name == 'bisenet_lite' else 0.75), ratio
+    graph = onnx.load(str(half.path)).graph
+    assert sum(i.data_type == TensorProto.FLOAT16 for i in graph.initializer) > 10
+    backend = create_backend('onnxruntime', half)
+    assert backend.rewrites['fp16_weights'] > 10
+    assert backend.rewrites.get('prelu', 0) == create_backend(
+        'onnxruntime', full).rewrites.get('prelu', 0)
+    pixels = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2)) * 255
+    got = backend.infer(pixels.numpy())
+    plain = _session(onnx.load(str(half.path))).run(None, {'image': pixels.numpy()})[0]
+    if not backend.rewrites.get('narrow_conv') and not backend.rewrites.get('prelu'):
+        np.testing.assert_array_equal(got, plain)
+    else:  # the rewrites reorder sums: float rounding apart
+        assert np.abs(got - plain).max() / np.abs(plain).max() <= 1e-5
+    with torch.no_grad():
+        expected = Normalized(net, NORM.mean, NORM.std).eval()(pixels).numpy()
+    err = np.abs(got - expected).max() / np.abs(expected).max()
+    assert 1e-6 < err <= 1e-2, f'{name}: relative error {err:.2e}'
+
+
+def test_fp16_weights_refused_for_binary_networks(tmp_path):
+    net = build_model('bisegunet', num_classes=NUM_CLASSES).eval()
+    with pytest.raises(ValueError, match='binary layers'):
+        export_onnx(net, tmp_path / 'b.onnx', model_name='bisegunet', class_set='camvid11',
+                    num_classes=NUM_CLASSES, input_size=(96, 128), fp16_weights=True)

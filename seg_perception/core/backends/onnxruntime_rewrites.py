@@ -53,10 +53,34 @@ def rewrite_for_onnxruntime(model: onnx.ModelProto) -> dict[str, int]:
     Returns:
         How many nodes each rewrite replaced (only those that replaced any).
     """
-    counts = {'binary_conv': binary_conv_to_conv_integer(model),
+    counts = {'fp16_weights': fp16_weights_to_float(model),
+              'binary_conv': binary_conv_to_conv_integer(model),
               'narrow_conv': narrow_conv_to_column_split(model),
               'prelu': prelu_to_fast_forms(model)}
     return {name: n for name, n in counts.items() if n}
+
+
+def fp16_weights_to_float(model: onnx.ModelProto) -> int:
+    """Undoes `models.export.store_weights_fp16` in memory: each Cast to float of a float16
+    initializer becomes a float32 initializer of the Cast's output name, so the other rewrites
+    see plain constant weights. ORT would fold the Cast itself, to the same values (float16 ->
+    float32 is exact). Returns the count."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    half = {init.name: init for init in graph.initializer
+            if init.data_type == TensorProto.FLOAT16}
+    casts = [node for node in graph.node if node.op_type == 'Cast' and node.input[0] in half
+             and any(a.name == 'to' and a.i == TensorProto.FLOAT for a in node.attribute)]
+    for node in casts:
+        array = numpy_helper.to_array(half[node.input[0]]).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+        graph.node.remove(node)
+    still_read = {name for node in graph.node for name in node.input}
+    for name, init in half.items():
+        if name not in still_read:
+            graph.initializer.remove(init)
+    return len(casts)
 
 
 @cache

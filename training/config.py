@@ -72,6 +72,11 @@ DEFAULTS: dict = {
         # Exponential moving average of the weights (and BN statistics), decay per optimiser
         # step (0: off). When on, evaluation, best.pt and the exported model use the average.
         'ema': 0.0,
+        # First epoch (0-based) whose steps update the average. Before it, the raw weights are
+        # evaluated and saved; its first update copies them. Early in training from scratch
+        # an average over far-apart weights is no model at all (an EMA from step 0 at decay
+        # 0.998 scored 2.7 val mIoU at epoch 15, the raw weights 36.6).
+        'ema_from_epoch': 0,
         'channels_last': False,   # NHWC tensors (faster convs with oneDNN on CPU)
     },
     'checkpoint': {

@@ -142,8 +142,11 @@ class Trainer:
     # ------------------------------------------------------------------ state
     @property
     def deployed(self) -> nn.Module:
-        """The network evaluated, saved as 'model' and exported: the EMA when train.ema is on."""
-        return self.ema.module if self.ema is not None else self.model
+        """The network evaluated, saved as 'model' and exported: the EMA when train.ema is on
+        and averaging has started (train.ema_from_epoch), the raw weights otherwise."""
+        if self.ema is not None and int(self.ema.n_averaged) > 0:
+            return self.ema.module
+        return self.model
 
     def state(self) -> dict:
         extra = {} if self.ema is None else {'train_model': self.model.state_dict(),
@@ -167,8 +170,8 @@ class Trainer:
             self.model.load_state_dict(state['model'])
         else:
             self.model.load_state_dict(state['train_model'])
-            self.ema.module.load_state_dict(state['model'])
             self.ema.n_averaged.copy_(state['ema_n_averaged'])
+            self.deployed.load_state_dict(state['model'])  # the raw weights until it starts
         self.optimizer.load_state_dict(state['optimizer'])
         self.scheduler.load_state_dict(state['scheduler'])
         self.scaler.load_state_dict(state['scaler'])
@@ -268,7 +271,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            if self.ema is not None:
+            if self.ema is not None and self.epoch >= self.cfg['train']['ema_from_epoch']:
                 self.ema.update_parameters(self.model)
             self.step += 1
             self.step_in_epoch += 1

@@ -3,11 +3,15 @@ CamVid val through the runtime, timed on ONNX Runtime, and entered in models/ind
 
     python -m training.ship --run runs/NAME --name SHIPPED_NAME [--checkpoint best|last]
                             [--config training/configs/NAME.yaml] [--budget-min M]
-                            [--notes TEXT]
+                            [--notes TEXT] [--fp16-weights]
+    python -m training.ship --latency-all    # re-time every indexed model, side by side
 
 The state_dict is stored in float16 (half the size; it loads into the float32 network
 unchanged up to fp16 rounding, for fine-tuning or the torch backend) to keep models/ within
-its 30 MB; the ONNX keeps float32 weights and is what the figures are measured on.
+its 30 MB; the ONNX is what the figures are measured on (with --fp16-weights its conv
+weights are stored as float16 too, `models/export.py`). Latencies measured at different
+times on a shared machine drift by tens of percent; --latency-all re-times all the models in
+one sitting so the index compares like with like.
 The training time comes from runs/queue.log (start/end lines of training/queue.sh) when
 --budget-min is not given.
 """
@@ -61,10 +65,27 @@ def ort_latency_ms(onnx: Path, size: tuple[int, int], runs: int = 20) -> float:
     return round(float(np.median(times)), 1)
 
 
+def retime_all(index_path: Path) -> dict[str, float]:
+    """Re-measures latency_ms of every model in the index (in place); returns name -> ms."""
+    text = index_path.read_text()
+    data = yaml.safe_load(text)
+    times = {}
+    for entry in data['models']:
+        entry['latency_ms'] = times[entry['name']] = ort_latency_ms(
+            index_path.parent / entry['file'], tuple(entry['input_size']))
+    header = text.split('\nmodels:')[0] + '\n'
+    index_path.write_text(header + yaml.safe_dump({'models': data['models']}, sort_keys=False)
+                          + yaml.safe_dump({'launch': data['launch']}, sort_keys=False))
+    load_index(index_path)  # still valid
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--run', type=Path, required=True, help='training run folder')
-    parser.add_argument('--name', required=True, help='file stem under models/')
+    parser.add_argument('--latency-all', action='store_true',
+                        help='only re-time every indexed model (ONNX Runtime, side by side)')
+    parser.add_argument('--run', type=Path, help='training run folder')
+    parser.add_argument('--name', help='file stem under models/')
     parser.add_argument('--checkpoint', choices=('best', 'last'), default='best')
     parser.add_argument('--config', help='config that reproduces it (default: by run name)')
     parser.add_argument('--budget-min', type=float)
@@ -72,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--fp16-weights', action='store_true',
                         help='export_model --fp16-weights (half the ONNX file)')
     args = parser.parse_args(argv)
+    if args.latency_all:
+        for name, ms in retime_all(models_dir() / 'index.yaml').items():
+            print(f'{name:32s} {ms:7.1f} ms')
+        return 0
+    if args.run is None or args.name is None:
+        parser.error('--run and --name are required (or --latency-all)')
 
     from seg_perception.tools import export_model
     from training.evaluate import evaluate

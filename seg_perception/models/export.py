@@ -170,7 +170,8 @@ def store_weights_fp16(model: onnx.ModelProto, min_size: int = 64) -> int:
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, set()).add(node.op_type)
-    outputs = {o.name for o in graph.output}
+    # Initializers that are also graph inputs or outputs keep their name and type.
+    outputs = {o.name for o in graph.output} | {i.name for i in graph.input}
     casts, kept = [], []
     for init in graph.initializer:
         ops = readers.get(init.name, set())

@@ -67,17 +67,23 @@ def ort_latency_ms(onnx: Path, size: tuple[int, int], runs: int = 20) -> float:
 
 def retime_all(index_path: Path) -> dict[str, float]:
     """Re-measures latency_ms of every model in the index (in place); returns name -> ms."""
-    text = index_path.read_text()
-    data = yaml.safe_load(text)
+    data = yaml.safe_load(index_path.read_text())
     times = {}
     for entry in data['models']:
         entry['latency_ms'] = times[entry['name']] = ort_latency_ms(
             index_path.parent / entry['file'], tuple(entry['input_size']))
-    header = text.split('\nmodels:')[0] + '\n'
-    index_path.write_text(header + yaml.safe_dump({'models': data['models']}, sort_keys=False)
-                          + yaml.safe_dump({'launch': data['launch']}, sort_keys=False))
-    load_index(index_path)  # still valid
+    write_index(index_path, data['models'], data['launch'])
     return times
+
+
+def write_index(index_path: Path, models: list[dict], launch: dict) -> None:
+    """Rewrites the index with `models` and `launch`, keeping its leading comment block, and
+    checks that it still loads."""
+    header = (index_path.read_text().split('\nmodels:')[0] + '\n') if index_path.is_file() \
+        else ''
+    index_path.write_text(header + yaml.safe_dump({'models': models}, sort_keys=False)
+                          + yaml.safe_dump({'launch': launch}, sort_keys=False))
+    load_index(index_path)  # still valid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         models.append(entry)
     data['models'] = models
     data.setdefault('launch', {})
-    header = (index_path.read_text().split('\nmodels:')[0] + '\n') if index_path.is_file() \
-        else ''
-    index_path.write_text(header + yaml.safe_dump({'models': models}, sort_keys=False)
-                          + yaml.safe_dump({'launch': data['launch']}, sort_keys=False))
-    load_index(index_path)  # still valid
+    write_index(index_path, models, data['launch'])
     print(yaml.safe_dump(entry, sort_keys=False))
     sizes = sum(p.stat().st_size for p in models_dir().iterdir() if p.is_file())
     print(f'models/ now holds {sizes / 2**20:.1f} MB', file=sys.stderr)

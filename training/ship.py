@@ -1,9 +1,10 @@
 """Ships a trained run as a package model: ONNX + sidecar + state_dict in models/, scored on
 CamVid val through the runtime, timed on ONNX Runtime, and entered in models/index.yaml.
 
-    python -m training.ship --run runs/NAME --name SHIPPED_NAME [--checkpoint best|last]
+    python -m training.ship --run runs/NAME --name SHIPPED_NAME
+                            [--checkpoint best|last|last-raw]
                             [--config training/configs/NAME.yaml] [--budget-min M]
-                            [--notes TEXT] [--fp16-weights]
+                            [--notes TEXT] [--fp16-weights] [--models-dir DIR]
     python -m training.ship --latency-all    # re-time every indexed model, side by side
 
 The state_dict is stored in float16 (half the size; it loads into the float32 network
@@ -12,6 +13,9 @@ its 30 MB; the ONNX is what the figures are measured on (with --fp16-weights its
 weights are stored as float16 too, `models/export.py`). Latencies measured at different
 times on a shared machine drift by tens of percent; --latency-all re-times all the models in
 one sitting so the index compares like with like.
+--checkpoint last-raw ships the raw weights of the last checkpoint of a train.ema run (its
+'train_model'; 'model' is the average), e.g. bisenet_lite_camvid, whose raw final weights
+scored above the average.
 The training time comes from runs/queue.log (start/end lines of training/queue.sh) when
 --budget-min is not given.
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 from pathlib import Path
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import torch
@@ -76,6 +82,22 @@ def retime_all(index_path: Path) -> dict[str, float]:
     return times
 
 
+def raw_checkpoint(run: Path, dest: Path) -> Path:
+    """Writes the raw weights of `run`'s last checkpoint (train.ema runs keep them as
+    'train_model') as dest/last-raw.pt with the checkpoint's sidecar; returns its path."""
+    from training.checkpoint import load, save_atomic
+
+    last = run / 'checkpoints' / 'last.pt'
+    state = load(last)
+    if 'train_model' not in state:
+        raise ValueError(f'{last} has no raw weights (train_model): the run did not use '
+                         'train.ema, so its model is the raw network; use --checkpoint last')
+    out = dest / 'last-raw.pt'
+    save_atomic({'model': state['train_model']}, out)
+    shutil.copy(last.with_suffix('.yaml'), out.with_suffix('.yaml'))
+    return out
+
+
 def write_index(index_path: Path, models: list[dict], launch: dict) -> None:
     """Rewrites the index with `models` and `launch`, keeping its leading comment block, and
     checks that it still loads."""
@@ -92,29 +114,44 @@ def main(argv: list[str] | None = None) -> int:
                         help='only re-time every indexed model (ONNX Runtime, side by side)')
     parser.add_argument('--run', type=Path, help='training run folder')
     parser.add_argument('--name', help='file stem under models/')
-    parser.add_argument('--checkpoint', choices=('best', 'last'), default='best')
+    parser.add_argument('--checkpoint', choices=('best', 'last', 'last-raw'), default='best',
+                        help='last-raw: the raw weights of a train.ema run (not the average)')
     parser.add_argument('--config', help='config that reproduces it (default: by run name)')
     parser.add_argument('--budget-min', type=float)
     parser.add_argument('--notes', default='')
     parser.add_argument('--fp16-weights', action='store_true',
                         help='export_model --fp16-weights (half the ONNX file)')
+    parser.add_argument('--models-dir', type=Path, default=None,
+                        help='where to ship (default: the package models/)')
     args = parser.parse_args(argv)
     if args.latency_all:
-        for name, ms in retime_all(models_dir() / 'index.yaml').items():
+        for name, ms in retime_all((args.models_dir or models_dir()) / 'index.yaml').items():
             print(f'{name:32s} {ms:7.1f} ms')
         return 0
     if args.run is None or args.name is None:
         parser.error('--run and --name are required (or --latency-all)')
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.checkpoint == 'last-raw':
+            try:
+                ckpt = raw_checkpoint(args.run, Path(tmp))
+            except (OSError, ValueError) as err:
+                parser.error(str(err))
+        else:
+            ckpt = args.run / 'checkpoints' / f'{args.checkpoint}.pt'
+        return ship(args, ckpt, args.models_dir or models_dir())
+
+
+def ship(args: argparse.Namespace, ckpt: Path, dest: Path) -> int:
 
     from seg_perception.tools import export_model
     from training.evaluate import evaluate
 
     cfg = yaml.safe_load((args.run / 'config.yaml').read_text())
-    ckpt = args.run / 'checkpoints' / f'{args.checkpoint}.pt'
     task = cfg['data']['task']
     num_classes = 2 if task in BINARY_TASKS else 11
     height, width = cfg['export']['size']
-    out = models_dir() / f'{args.name}.onnx'
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / f'{args.name}.onnx'
     code = export_model.main(['--model', cfg['model']['name'], '--num-classes', str(num_classes),
                               '--size', f'{height}x{width}', '--checkpoint', str(ckpt),
                               '--out', str(out)] + (['--fp16-weights'] if args.fp16_weights
@@ -146,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if cfg['model'].get('binarize'):
         entry['options'] = dict(entry['options'], binarize=cfg['model']['binarize'])
-    index_path = models_dir() / 'index.yaml'
+    index_path = dest / 'index.yaml'
     data = yaml.safe_load(index_path.read_text()) if index_path.is_file() else {}
     data = data or {}
     # A re-shipped model keeps its place in the index; a new one goes last.
@@ -157,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     data.setdefault('launch', {})
     write_index(index_path, models, data['launch'])
     print(yaml.safe_dump(entry, sort_keys=False))
-    sizes = sum(p.stat().st_size for p in models_dir().iterdir() if p.is_file())
-    print(f'models/ now holds {sizes / 2**20:.1f} MB', file=sys.stderr)
+    sizes = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
+    print(f'{dest} now holds {sizes / 2**20:.1f} MB', file=sys.stderr)
     return 0
 
 

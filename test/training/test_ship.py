@@ -31,3 +31,37 @@ def test_latency_all_retimes_every_model_and_keeps_the_rest(tmp_path):
     assert after['launch'] == before['launch']
     assert index.read_text().startswith(header)  # the explanatory comment stays
     load_index(index)
+
+
+def test_last_raw_ships_the_raw_weights_of_an_ema_run(tmp_path, capsys):
+    """--checkpoint last-raw exports last.pt's train_model (not the EMA in 'model'), scores it
+    and enters it in the index; a run without EMA is refused with the reason."""
+    import pytest
+    import torch
+
+    from test.training.test_train import FAST, run_train
+    from training.checkpoint import load
+    from training.ship import main
+
+    run = tmp_path / 'run'
+    run_train(run, *FAST, '--epochs', '2', '--train.ema', '0.5')
+    copy = tmp_path / 'models'
+    shutil.copytree(models_dir(), copy)
+    assert main(['--run', str(run), '--name', 'raw_test', '--checkpoint', 'last-raw',
+                 '--models-dir', str(copy), '--budget-min', '1']) == 0
+    raw = load(run / 'checkpoints' / 'last.pt')['train_model']
+    shipped = torch.load(copy / 'raw_test.pt', weights_only=True)['model']
+    assert set(shipped) == set(raw)
+    assert all(torch.equal(shipped[k], raw[k].half() if raw[k].is_floating_point() else raw[k])
+               for k in raw)
+    entry = [m for m in load_index(copy / 'index.yaml').models if m.name == 'raw_test']
+    assert len(entry) == 1 and 0 < entry[0].val['miou'] <= 100
+    assert (models_dir() / 'index.yaml').read_text() != (copy / 'index.yaml').read_text()
+
+    plain = tmp_path / 'plain'
+    run_train(plain, *FAST, '--epochs', '1')
+    with pytest.raises(SystemExit) as refused:
+        main(['--run', str(plain), '--name', 'x', '--checkpoint', 'last-raw',
+              '--models-dir', str(copy)])
+    assert refused.value.code == 2
+    assert 'train_model' in capsys.readouterr().err

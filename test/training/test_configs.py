@@ -94,7 +94,8 @@ def _leaves(cfg: dict, prefix: str = '') -> dict:
 
 
 TWINS = [f'bisenet_lite_{task}_ce{suffix}' for task in ('human', 'vehicle')
-         for suffix in ('', '_cpu')] + ['bisenet_lite_vehicle_ce_long_cpu']
+         for suffix in ('', '_cpu')] + ['bisenet_lite_vehicle_ce_long_cpu',
+                                        'bisenet_lite_vehicle_ce_full_cpu']
 
 
 @pytest.mark.parametrize('stem', TWINS)

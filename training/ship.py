@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.run is None or args.name is None:
         parser.error('--run and --name are required (or --latency-all)')
+    stored = 'last' if args.checkpoint == 'last-raw' else args.checkpoint
+    for needed in (args.run / 'config.yaml', args.run / 'checkpoints' / f'{stored}.pt'):
+        if not needed.is_file():
+            parser.error(f'{needed} not found: --run must be a training.train output folder')
     with tempfile.TemporaryDirectory() as tmp:
         if args.checkpoint == 'last-raw':
             try:

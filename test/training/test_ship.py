@@ -65,3 +65,7 @@ def test_last_raw_ships_the_raw_weights_of_an_ema_run(tmp_path, capsys):
               '--models-dir', str(copy)])
     assert refused.value.code == 2
     assert 'train_model' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as missing:
+        main(['--run', str(tmp_path / 'nothing'), '--name', 'x', '--models-dir', str(copy)])
+    assert missing.value.code == 2
+    assert str(tmp_path / 'nothing' / 'config.yaml') in capsys.readouterr().err

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ship(args: argparse.Namespace, ckpt: Path, dest: Path) -> int:
-
+    """Exports `ckpt` as dest/NAME.onnx (+ sidecar, fp16 state_dict), scores and times it,
+    and enters it in dest/index.yaml."""
     from seg_perception.tools import export_model
     from training.evaluate import evaluate
 

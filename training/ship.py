@@ -82,12 +82,11 @@ def retime_all(index_path: Path) -> dict[str, float]:
     return times
 
 
-def raw_checkpoint(run: Path, dest: Path) -> Path:
-    """Writes the raw weights of `run`'s last checkpoint (train.ema runs keep them as
+def raw_checkpoint(last: Path, dest: Path) -> Path:
+    """Writes the raw weights of the checkpoint `last` (train.ema runs keep them as
     'train_model') as dest/last-raw.pt with the checkpoint's sidecar; returns its path."""
     from training.checkpoint import load, save_atomic
 
-    last = run / 'checkpoints' / 'last.pt'
     state = load(last)
     if 'train_model' not in state:
         raise ValueError(f'{last} has no raw weights (train_model): the run did not use '
@@ -130,18 +129,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.run is None or args.name is None:
         parser.error('--run and --name are required (or --latency-all)')
-    stored = 'last' if args.checkpoint == 'last-raw' else args.checkpoint
-    for needed in (args.run / 'config.yaml', args.run / 'checkpoints' / f'{stored}.pt'):
+    raw = args.checkpoint == 'last-raw'
+    ckpt = args.run / 'checkpoints' / f'{"last" if raw else args.checkpoint}.pt'
+    for needed in (args.run / 'config.yaml', ckpt):
         if not needed.is_file():
             parser.error(f'{needed} not found: --run must be a training.train output folder')
     with tempfile.TemporaryDirectory() as tmp:
-        if args.checkpoint == 'last-raw':
+        if raw:
             try:
-                ckpt = raw_checkpoint(args.run, Path(tmp))
+                ckpt = raw_checkpoint(ckpt, Path(tmp))
             except (OSError, ValueError) as err:
                 parser.error(str(err))
-        else:
-            ckpt = args.run / 'checkpoints' / f'{args.checkpoint}.pt'
         return ship(args, ckpt, args.models_dir or models_dir())
 
 

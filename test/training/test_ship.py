@@ -1,13 +1,18 @@
-"""training.ship --latency-all on a copy of the shipped models: every latency re-measured,
-nothing else in the index changed."""
+"""training.ship on a copy of the shipped models: --latency-all re-measures every latency and
+changes nothing else in the index; --checkpoint last-raw ships an EMA run's raw weights."""
 
 import shutil
 
+import pytest
+import torch
 import yaml
 
 from seg_perception.core.model_index import load_index
 from seg_perception.core.paths import models_dir
-from training.ship import retime_all
+from test.conftest import CAMVID
+from test.training.test_train import FAST, run_train
+from training.checkpoint import load
+from training.ship import main, retime_all
 
 
 def test_latency_all_retimes_every_model_and_keeps_the_rest(tmp_path):
@@ -33,16 +38,11 @@ def test_latency_all_retimes_every_model_and_keeps_the_rest(tmp_path):
     load_index(index)
 
 
+@pytest.mark.skipif(not (CAMVID / 'train').is_dir(),
+                    reason=f'CamVid not found at {CAMVID} (set CAMVID_ROOT)')
 def test_last_raw_ships_the_raw_weights_of_an_ema_run(tmp_path, capsys):
     """--checkpoint last-raw exports last.pt's train_model (not the EMA in 'model'), scores it
     and enters it in the index; a run without EMA is refused with the reason."""
-    import pytest
-    import torch
-
-    from test.training.test_train import FAST, run_train
-    from training.checkpoint import load
-    from training.ship import main
-
     run = tmp_path / 'run'
     run_train(run, *FAST, '--epochs', '2', '--train.ema', '0.5')
     copy = tmp_path / 'models'

@@ -104,3 +104,20 @@ def test_hinge_and_ce_twins_differ_only_in_the_loss(stem):
     hinge = ce.with_name(ce.name.replace('_ce', '_hinge'))
     a, b = _leaves(load_config(ce)), _leaves(load_config(hinge))
     assert {k for k in a if a[k] != b[k]} == {'loss.name'}
+
+
+ARCHITECTURE_PILOTS = ['jetseg_camvid_cpu', 'jetseg_camvid_full_cpu', 'fbsnet_camvid_cpu',
+                       'fbsnet_camvid_full_cpu']
+
+
+@pytest.mark.parametrize('stem', ARCHITECTURE_PILOTS)
+def test_architecture_comparisons_share_the_11_class_recipe(stem):
+    # The 11-class model is "the best of fbsnet, bisenet_lite, jetseg within the budget": each
+    # contender runs the shipped recipe; only the network, its heads and the time spent differ.
+    configs = REPO / 'training' / 'configs'
+    recipe = _leaves(load_config(configs / 'bisenet_lite_camvid_long_cpu.yaml'))
+    other = _leaves(load_config(configs / f'{stem}.yaml'))
+    differ = {k for k in recipe if recipe[k] != other[k]}
+    assert 'model.name' in differ
+    assert differ <= {'model.name', 'loss.aux_weights', 'train.epochs', 'train.channels_last',
+                      'eval.every_epochs'}

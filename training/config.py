@@ -21,6 +21,11 @@ DEFAULTS: dict = {
         'name': 'bisenet_lite',
         'options': {},            # builder keyword options (width, binary, ...)
         'binarize': None,         # binarize_model options, e.g. {binarizer: dab, cfb: true}
+        # A checkpoint whose weights start the run (fine-tuning): a training checkpoint
+        # (checkpoints/best.pt or last.pt; its raw weights when it was written with EMA) or a
+        # bare state_dict such as models/<name>.pt. Optimiser and schedule start fresh.
+        # --resume takes precedence: a resumed run continues from its own last.pt.
+        'init': None,
     },
     'data': {
         'dataset': 'camvid',      # camvid | cityscapes | voc | ade20k

@@ -83,6 +83,29 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device('cpu')
 
 
+def load_init_weights(model: nn.Module, path: Path) -> None:
+    """model.init: copies the weights of a training checkpoint or a bare state_dict into
+    `model`. Every key must match: a checkpoint of another architecture or class set is an
+    error naming the file and the first differences, not a silently half-loaded network."""
+    if not path.is_file():
+        raise ConfigError(f'model.init: no checkpoint at {path}')
+    state = ckpt.load(path)
+    if 'model' in state and isinstance(state['model'], dict):
+        state = state.get('train_model', state['model'])  # raw weights, as training left them
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        def first(keys):
+            return ', '.join(keys[:3]) + (' ...' if len(keys) > 3 else '')
+        raise ConfigError(
+            f'model.init: {path} does not fit model {model.__class__.__name__}: '
+            f'{len(missing)} missing ({first(missing)}), {len(unexpected)} unexpected '
+            f'({first(unexpected)}), {len(shapes)} of another shape ({first(shapes)})')
+    model.load_state_dict(state)
+
+
 class Trainer:
     def __init__(self, cfg: dict, out: Path, *, rank: int, world: int, device: torch.device):
         from training.losses import build_loss
@@ -100,6 +123,8 @@ class Trainer:
         mcfg = cfg['model']
         self.model = build_network(mcfg['name'], self.data.num_classes, mcfg['options'],
                                    mcfg['binarize'], tuple(cfg['export']['size'])).to(device)
+        if mcfg['init']:
+            load_init_weights(self.model, Path(mcfg['init']))
         if world > 1 and tcfg['sync_bn'] and device.type == 'cuda':
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.memory_format = (torch.channels_last if tcfg['channels_last']

@@ -199,6 +199,38 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
                if v.is_floating_point())
 
 
+def test_init_from_a_checkpoint_starts_from_its_weights(tmp_path):
+    # Fine-tuning (model.init). At lr 1e-9 with frozen BN statistics an epoch moves no weight
+    # by more than about 1e-8 (the optimiser refuses lr 0), so the run must end with the
+    # weights it was started from: those of the first run's last.pt, or of the same weights
+    # saved as a bare state_dict (as models/<name>.pt are).
+    first = tmp_path / 'first'
+    run_train(first, *FAST, '--epochs', '1')
+    start = final_weights(first)
+    bare = tmp_path / 'bare.pt'
+    torch.save(start, bare)
+    still = ['--optimizer.lr', '1e-9', '--schedule.name', 'constant', '--train.freeze_bn', 'true']
+    for name, init in (('from_checkpoint', first / 'checkpoints' / 'last.pt'),
+                       ('from_state_dict', bare)):
+        run_train(tmp_path / name, *FAST, '--epochs', '1', '--model.init', str(init), *still)
+        got = final_weights(tmp_path / name)
+        assert got.keys() == start.keys()
+        worst = max((got[k].float() - start[k].float()).abs().max().item() for k in start)
+        assert worst < 1e-6, (name, worst)
+    # Without model.init the same run starts elsewhere: the check above is not vacuous.
+    run_train(tmp_path / 'fresh', *FAST, '--epochs', '1', '--train.seed', '1', *still)
+    fresh = final_weights(tmp_path / 'fresh')
+    assert max((fresh[k].float() - start[k].float()).abs().max().item() for k in start) > 1e-2
+    # Another architecture, or no file: exit 2 with the file named and why.
+    proc = run_train(tmp_path / 'other', *FAST, '--model.name', 'bisenet_lite',
+                     '--model.init', str(bare), '--epochs', '1', check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f'model.init: {bare} does not fit model' in proc.stderr and 'missing' in proc.stderr
+    proc = run_train(tmp_path / 'none', *FAST, '--model.init', str(tmp_path / 'no.pt'),
+                     '--epochs', '1', check=False)
+    assert proc.returncode == 2 and f'no checkpoint at {tmp_path / "no.pt"}' in proc.stderr
+
+
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown config key 'data.bach_size'"):
         load_config(None, [('data.bach_size', '4')])

@@ -22,8 +22,9 @@ DEFAULTS: dict = {
         'options': {},            # builder keyword options (width, binary, ...)
         'binarize': None,         # binarize_model options, e.g. {binarizer: dab, cfb: true}
         # A checkpoint whose weights start the run (fine-tuning): a training checkpoint
-        # (checkpoints/best.pt or last.pt; its raw weights when it was written with EMA) or a
-        # bare state_dict such as models/<name>.pt. Optimiser and schedule start fresh.
+        # (checkpoints/best.pt or last.pt; its raw weights when it was written with EMA), a
+        # shipped models/<name>.pt (float16 weights, cast on loading) or a bare state_dict.
+        # Optimiser and schedule start fresh.
         # --resume takes precedence: a resumed run continues from its own last.pt.
         'init': None,
     },

@@ -203,7 +203,7 @@ def test_init_from_a_checkpoint_starts_from_its_weights(tmp_path):
     # Fine-tuning (model.init). At lr 1e-9 with frozen BN statistics an epoch moves no weight
     # by more than about 1e-8 (the optimiser refuses lr 0), so the run must end with the
     # weights it was started from: those of the first run's last.pt, or of the same weights
-    # saved as a bare state_dict (as models/<name>.pt are).
+    # saved as a bare state_dict.
     first = tmp_path / 'first'
     run_train(first, *FAST, '--epochs', '1')
     start = final_weights(first)

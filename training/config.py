@@ -25,7 +25,8 @@ DEFAULTS: dict = {
         # (checkpoints/best.pt or last.pt; its raw weights when it was written with EMA), a
         # shipped models/<name>.pt (float16 weights, cast on loading) or a bare state_dict.
         # Optimiser and schedule start fresh.
-        # --resume takes precedence: a resumed run continues from its own last.pt.
+        # --resume takes precedence: a resumed run continues from its own last.pt and does
+        # not read this file (it may have moved since the first start).
         'init': None,
     },
     'data': {

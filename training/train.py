@@ -107,7 +107,8 @@ def load_init_weights(model: nn.Module, path: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: dict, out: Path, *, rank: int, world: int, device: torch.device):
+    def __init__(self, cfg: dict, out: Path, *, rank: int, world: int, device: torch.device,
+                 resuming: bool = False):
         from training.losses import build_loss
         from training.schedules import build_optimizer, build_scheduler
 
@@ -123,7 +124,7 @@ class Trainer:
         mcfg = cfg['model']
         self.model = build_network(mcfg['name'], self.data.num_classes, mcfg['options'],
                                    mcfg['binarize'], tuple(cfg['export']['size'])).to(device)
-        if mcfg['init']:
+        if mcfg['init'] and not resuming:  # a resume loads its own last.pt over them anyway
             load_init_weights(self.model, Path(mcfg['init']))
         if world > 1 and tcfg['sync_bn'] and device.type == 'cuda':
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -395,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             import yaml
 
             (out / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))
-        trainer = Trainer(cfg, out, rank=rank, world=world, device=device)
+        trainer = Trainer(cfg, out, rank=rank, world=world, device=device,
+                          resuming=args.resume)
         last = out / 'checkpoints' / 'last.pt'
         if args.resume:
             if not last.is_file():

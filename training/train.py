@@ -126,6 +126,8 @@ class Trainer:
                                    mcfg['binarize'], tuple(cfg['export']['size'])).to(device)
         if mcfg['init'] and not resuming:  # a resume loads its own last.pt over them anyway
             load_init_weights(self.model, Path(mcfg['init']))
+            if self.main:
+                print(f"model.init: started from the weights of {mcfg['init']}", flush=True)
         if world > 1 and tcfg['sync_bn'] and device.type == 'cuda':
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.memory_format = (torch.channels_last if tcfg['channels_last']

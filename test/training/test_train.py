@@ -212,7 +212,9 @@ def test_init_from_a_checkpoint_starts_from_its_weights(tmp_path):
     still = ['--optimizer.lr', '1e-9', '--schedule.name', 'constant', '--train.freeze_bn', 'true']
     for name, init in (('from_checkpoint', first / 'checkpoints' / 'last.pt'),
                        ('from_state_dict', bare)):
-        run_train(tmp_path / name, *FAST, '--epochs', '1', '--model.init', str(init), *still)
+        proc = run_train(tmp_path / name, *FAST, '--epochs', '1', '--model.init', str(init),
+                         *still)
+        assert f'model.init: started from the weights of {init}' in proc.stdout
         got = final_weights(tmp_path / name)
         assert got.keys() == start.keys()
         worst = max((got[k].float() - start[k].float()).abs().max().item() for k in start)

@@ -52,6 +52,21 @@ def test_cpu_config_trains_two_steps(path, tmp_path):
     cfg = load_config(path, [('data.root', str(CAMVID)), ('data.limit', '64'),
                              ('data.workers', '0'), ('train.max_steps', '2'),
                              ('eval.limit', '1')])
+    init = cfg['model']['init']
+    if init:
+        # A fine-tuning config starts from another config's run (runs/<config>/...), which a
+        # clean clone has not trained: that config must exist, and the weights come from a
+        # fresh net of the same architecture, saved as that run's checkpoint would be.
+        parts = Path(init).parts
+        assert parts[0] == 'runs' and (path.parent / f'{parts[1]}.yaml').is_file(), init
+        if not (REPO / init).is_file():
+            fresh = Trainer(load_config(path, [('model.init', 'null'), ('data.root', str(CAMVID)),
+                                               ('data.limit', '8'), ('data.workers', '0')]),
+                            tmp_path / 'fresh', rank=0, world=1, device=torch.device('cpu'))
+            torch.save(fresh.model.state_dict(), tmp_path / 'init.pt')
+            cfg['model']['init'] = str(tmp_path / 'init.pt')
+        else:
+            cfg['model']['init'] = str(REPO / init)
     trainer = Trainer(cfg, tmp_path, rank=0, world=1, device=torch.device('cpu'))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run()

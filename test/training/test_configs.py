@@ -60,10 +60,13 @@ def test_cpu_config_trains_two_steps(path, tmp_path):
         parts = Path(init).parts
         assert parts[0] == 'runs' and (path.parent / f'{parts[1]}.yaml').is_file(), init
         if not (REPO / init).is_file():
-            fresh = Trainer(load_config(path, [('model.init', 'null'), ('data.root', str(CAMVID)),
-                                               ('data.limit', '8'), ('data.workers', '0')]),
-                            tmp_path / 'fresh', rank=0, world=1, device=torch.device('cpu'))
-            torch.save(fresh.model.state_dict(), tmp_path / 'init.pt')
+            from seg_perception.models.artifact_model import build_network
+
+            m = cfg['model']
+            num_classes = 2 if cfg['data']['task'] in ('human', 'vehicle') else 11
+            fresh = build_network(m['name'], num_classes, m['options'], m['binarize'],
+                                  tuple(cfg['export']['size']))
+            torch.save(fresh.state_dict(), tmp_path / 'init.pt')
             cfg['model']['init'] = str(tmp_path / 'init.pt')
         else:
             cfg['model']['init'] = str(REPO / init)

@@ -8,14 +8,17 @@ Median of `--runs` timed forwards after `--warmup` untimed ones, batch 1, eval m
 backends of one model and size take turns run by run, so a change in the machine's load (another
 job, the CPU clock) hits them alike and their ratios stay meaningful. Backends:
 `torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17),
-`onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export) and `tensorrt`
-(where TensorRT and a prebuilt engine exist; otherwise the row says why it is missing).
+`onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export), `openvino` and
+`openvino-int8` (the same two files on OpenVINO's CPU runtime, in f32 / INT8; where OpenVINO is
+installed) and `tensorrt` (where TensorRT and a prebuilt engine exist; otherwise the row says
+why it is missing).
 
 After the table come the ratios of each model and size, measured in the same turns, against
 the deployment targets: ONNX Runtime <= 0.6 x eager torch, and a binary model's INT8 Q/DQ
 graph <= 0.6 x its float ONNX with identical labels (the share of equal arg-max labels of the
 two graphs on the bench image is printed beside it). In --json the onnxruntime rows carry
-`vs_torch`, the INT8 rows `vs_onnxruntime` and `labels_equal_pct`.
+`vs_torch`, the INT8 rows `vs_onnxruntime` and `labels_equal_pct`; likewise the openvino rows
+`vs_torch` and the openvino-int8 rows `vs_openvino` and `labels_equal_pct`.
 """
 
 from __future__ import annotations
@@ -39,10 +42,14 @@ from seg_perception.tools.complexity import parse_size
 # Input sizes of the lightweight-BiSeNet paper's FPS table, given there as W x H.
 PAPER_SIZES_WH = ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360), (400, 400))
 DEFAULT_SIZES = ((360, 480), (512, 1024))
-BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'tensorrt')
+BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'openvino', 'openvino-int8', 'tensorrt')
 # (numerator backend, denominator backend, target ratio, JSON key) of the deployment targets.
 RATIO_TARGETS = (('onnxruntime', 'torch', 0.6, 'vs_torch'),
-                 ('onnxruntime-int8', 'onnxruntime', 0.6, 'vs_onnxruntime'))
+                 ('onnxruntime-int8', 'onnxruntime', 0.6, 'vs_onnxruntime'),
+                 ('openvino', 'torch', 0.6, 'vs_torch'),
+                 ('openvino-int8', 'openvino', 0.6, 'vs_openvino'))
+# INT8 Q/DQ backend -> the float backend whose labels it must equal.
+INT8_OF = {'onnxruntime-int8': 'onnxruntime', 'openvino-int8': 'openvino'}
 
 
 def time_side_by_side(forwards: dict[str, Callable[[], object]], warmup: int,
@@ -94,20 +101,20 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
         def run():
             with torch.inference_mode():
                 return net(x).numpy()
-    elif backend in ('onnxruntime', 'onnxruntime-int8', 'tensorrt'):
+    elif backend in ('onnxruntime', 'onnxruntime-int8', 'openvino', 'openvino-int8', 'tensorrt'):
         from seg_perception.core.artifact import load_artifact
         from seg_perception.core.backends import BackendUnavailable, create_backend
         from seg_perception.models.export import export_onnx
 
-        qdq = backend == 'onnxruntime-int8'
+        qdq = backend in INT8_OF
         if qdq and not binary:
             return f'{name} has no binary layers'
         path = workdir / f'{name}_{size[0]}x{size[1]}{"_qdq" if qdq else ""}.onnx'
         export_onnx(model, path, model_name=name, class_set=class_set_for(num_classes),
                     num_classes=num_classes, input_size=size, qdq=qdq)
         try:
-            runner = create_backend('tensorrt' if backend == 'tensorrt' else 'onnxruntime',
-                                    load_artifact(path), threads=threads,
+            runner = create_backend(INT8_OF.get(backend, backend), load_artifact(path),
+                                    threads=threads,
                                     precision='int8' if qdq else 'fp16')
         except BackendUnavailable as err:
             return str(err)
@@ -206,10 +213,11 @@ def add_ratios(case: list[dict], prepared: dict[str, Callable[[], object] | str]
         a, b = by_backend.get(num), by_backend.get(den)
         if a and b and a['median_ms'] is not None and b['median_ms'] is not None:
             a[key] = a['median_ms'] / b['median_ms']
-    int8, float_ = prepared.get('onnxruntime-int8'), prepared.get('onnxruntime')
-    if callable(int8) and callable(float_):
-        equal = np.argmax(int8(), axis=1) == np.argmax(float_(), axis=1)
-        by_backend['onnxruntime-int8']['labels_equal_pct'] = 100.0 * float(equal.mean())
+    for int8_name, float_name in INT8_OF.items():
+        int8, float_ = prepared.get(int8_name), prepared.get(float_name)
+        if callable(int8) and callable(float_):
+            equal = np.argmax(int8(), axis=1) == np.argmax(float_(), axis=1)
+            by_backend[int8_name]['labels_equal_pct'] = 100.0 * float(equal.mean())
 
 
 def ratio_lines(rows: list[dict]) -> list[str]:

@@ -16,13 +16,15 @@ log = logging.getLogger(__name__)
 # missing onnxruntime / torch only matters when that backend is asked for.
 _MODULES = {
     'onnxruntime': 'seg_perception.core.backends.onnxruntime_backend',
+    'openvino': 'seg_perception.core.backends.openvino_backend',
     'torch': 'seg_perception.core.backends.torch_backend',
     'tensorrt': 'seg_perception.core.backends.tensorrt_backend',
 }
 BACKEND_NAMES = ('auto', *_MODULES)
 # Backends `auto` tries for each artefact format, best first: TensorRT where it and a GPU
-# exist (it raises BackendUnavailable otherwise, so ONNX Runtime takes over).
-_AUTO_ORDER = {'onnx': ('tensorrt', 'onnxruntime'), 'torch': ('torch',)}
+# exist, then OpenVINO where it is installed (the faster CPU runtime, see openvino_backend),
+# then ONNX Runtime; each raises BackendUnavailable when it cannot run, so the next takes over.
+_AUTO_ORDER = {'onnx': ('tensorrt', 'openvino', 'onnxruntime'), 'torch': ('torch',)}
 
 
 class BackendUnavailable(RuntimeError):

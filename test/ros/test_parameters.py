@@ -53,7 +53,7 @@ def param_node(start_node, camvid_model, ros_node):
     ('drivable_bottom_band', 0.0, 'drivable_bottom_band'),
     ('drivable_smoothing_frames', 0, 'drivable_smoothing_frames'),
     ('qos_depth', 0, 'qos_depth'),
-    ('backend', 'cuda', 'backend must be one of auto, onnxruntime, torch'),
+    ('backend', 'cuda', 'backend must be one of auto, onnxruntime, openvino, torch'),
     ('input_transport', 'theora', 'input_transport must be one of raw, compressed'),
     ('model', 'other.onnx', 'model is read on configure'),
     ('drivable_classes', ['Lava'], "class 'Lava' is not in class set 'camvid11'"),

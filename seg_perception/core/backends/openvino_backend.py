@@ -66,7 +66,10 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> OpenVinoBackend:
     fixed = shape.rank.is_static and len(shape) == 4 and all(
         d.is_dynamic or d.get_length() == e for d, e in zip(shape, expected, strict=True))
     if not fixed:
-        raise ModelLoadError(artifact.path, f'network input shape {shape} does not match the '
+        # Printed as ONNX Runtime prints it, [1, 3, 180, 240], not OpenVINO's [1,3,180,240].
+        dims = [d.get_length() if d.is_static else '?' for d in shape] if shape.rank.is_static \
+            else shape
+        raise ModelLoadError(artifact.path, f'network input shape {dims} does not match the '
                                             f'sidecar input_size (expected {expected})')
     config = {'INFERENCE_PRECISION_HINT': 'f32', 'PERFORMANCE_HINT': 'LATENCY'}
     if threads > 0:

@@ -65,10 +65,10 @@ def test_binary_int8_qdq_graph_labels_as_the_torch_deploy_forward(tmp_path):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), backend
 
 
-def test_auto_prefers_openvino_over_onnxruntime_and_says_what_it_passed_over(camvid_model):
-    chosen = create_backend('auto', load_artifact(camvid_model))
-    assert chosen.name == 'openvino'
-    assert [s.split(':')[0] for s in chosen.skipped] == ['tensorrt']
+def test_openvino_is_opt_in_and_not_picked_by_auto(camvid_model):
+    artifact = load_artifact(camvid_model)
+    assert create_backend('auto', artifact).name == 'onnxruntime'
+    assert create_backend('openvino', artifact).name == 'openvino'
 
 
 def test_bad_files_fail_with_the_file_and_reason(camvid_model, tmp_path):

@@ -1,6 +1,5 @@
 """Segmenter, artefacts and backends on real CamVid frames with small exported networks."""
 
-import importlib.util
 import shutil
 
 import numpy as np
@@ -74,10 +73,8 @@ def test_torch_checkpoint_gives_the_same_labels_as_onnx(camvid_model, val_frames
         assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
 
 
-def test_auto_backend_picks_a_cpu_runtime_for_onnx_and_torch_for_checkpoints(camvid_model):
-    # OpenVINO where it is installed (the faster CPU runtime), otherwise ONNX Runtime.
-    cpu = 'openvino' if importlib.util.find_spec('openvino') else 'onnxruntime'
-    assert Segmenter.from_path(camvid_model).backend.name == cpu
+def test_auto_backend_picks_onnxruntime_for_onnx_and_torch_for_checkpoints(camvid_model):
+    assert Segmenter.from_path(camvid_model).backend.name == 'onnxruntime'
     assert Segmenter.from_path(camvid_model.with_suffix('.pt')).backend.name == 'torch'
 
 

@@ -1,5 +1,7 @@
 """OpenVINO backend: the same ONNX file on Intel's CPU runtime, the fastest CPU path here.
 
+Opt-in (`backend: openvino`); `auto` does not pick it (see `_AUTO_ORDER` in base.py).
+
 Side by side at 360x480 on 2 cores (an AVX-512 / AMX Xeon), OpenVINO 2026.4 ran bisegunet in
 0.48x, fbsnet in 0.61x and jetseg in 0.36x the latency of eager torch, where ONNX Runtime's CPU
 provider needs 0.64-0.81x, with outputs within 6e-7 relative of torch (`bench --backend torch

@@ -1,0 +1,91 @@
+"""The OpenVINO backend, run by test_openvino_backend.py in a child process (see there why):
+the same ONNX files as ONNX Runtime on OpenVINO's CPU runtime, with the same scores (f32, not
+the CPU plugin's bf16 default), exact INT8 Q/DQ labels and the same load errors."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seg_perception.core.artifact import ModelLoadError, load_artifact
+from seg_perception.core.backends import create_backend
+from seg_perception.core.paths import models_dir
+from seg_perception.core.segmenter import Segmenter
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec('openvino') is None,
+                                reason='openvino is not installed (pip install openvino)')
+
+
+def test_shipped_model_scores_equal_onnxruntime_on_camvid_frames(val_frames):
+    """The shipped 11-class model on real CamVid val frames: OpenVINO's scores are within 1e-4
+    (relative to the largest) of ONNX Runtime's and the labels are the same."""
+    path = models_dir() / 'bisenet_lite_camvid.onnx'
+    ov_seg = Segmenter.from_path(path, backend='openvino', threads=2)
+    ort_seg = Segmenter.from_path(path, backend='onnxruntime', threads=2)
+    described = ov_seg.backend.describe()
+    assert described['backend'] == 'openvino' and described['precision'] == 'f32'
+    for _, image, _ in val_frames[:3]:
+        batch = ort_seg.preprocess(image)
+        want = ort_seg.backend.infer(batch)
+        got = ov_seg.backend.infer(batch)
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+        same = (got.argmax(1) == want.argmax(1)).mean()
+        assert same >= 0.9999, f'{100 * (1 - same):.3f} % of labels differ'
+        np.testing.assert_array_equal(ov_seg(image).labels, ort_seg(image).labels)
+
+
+def test_infer_returns_its_own_array_each_run(camvid_model):
+    """The output is copied out of the request's buffer: a second run must not change the
+    first result."""
+    backend = create_backend('openvino', load_artifact(camvid_model))
+    rng = np.random.default_rng(0)
+    a_in, b_in = (rng.uniform(0, 255, (1, 3, 180, 240)).astype(np.float32) for _ in range(2))
+    first = backend.infer(a_in)
+    kept = first.copy()
+    backend.infer(b_in)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_binary_int8_qdq_graph_labels_as_the_torch_deploy_forward(tmp_path):
+    """BiSegUNet (plain sign binarisation) in deploy mode, exported as INT8 Q/DQ: OpenVINO
+    runs it in integer kernels and labels every pixel as eager torch does."""
+    from seg_perception.tools.bench import prepare
+
+    forwards = {b: prepare('bisegunet', b, (96, 128), num_classes=11, threads=2,
+                           workdir=Path(tmp_path))
+                for b in ('torch', 'openvino', 'openvino-int8')}
+    want = forwards['torch']()
+    for backend in ('openvino', 'openvino-int8'):
+        got = forwards[backend]()
+        np.testing.assert_array_equal(got.argmax(1), want.argmax(1), err_msg=backend)
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), backend
+
+
+def test_openvino_is_opt_in_and_not_picked_by_auto(camvid_model):
+    artifact = load_artifact(camvid_model)
+    assert create_backend('auto', artifact).name == 'onnxruntime'
+    assert create_backend('openvino', artifact).name == 'openvino'
+
+
+def test_bad_files_fail_with_the_file_and_reason(camvid_model, tmp_path):
+    import shutil
+
+    import yaml
+
+    path = tmp_path / 'm.onnx'
+    shutil.copy(camvid_model, path)
+    shutil.copy(camvid_model.with_suffix('.yaml'), path.with_suffix('.yaml'))
+    side = yaml.safe_load(path.with_suffix('.yaml').read_text())
+    side['input_size'] = [360, 480]
+    path.with_suffix('.yaml').write_text(yaml.safe_dump(side))
+    with pytest.raises(ModelLoadError,
+                       match=r'input shape \[1, 3, 180, 240\] does not match the sidecar'):
+        create_backend('openvino', load_artifact(path))
+    path.write_text('hello')
+    with pytest.raises(ModelLoadError, match=r'm\.onnx.*not a loadable ONNX model'):
+        create_backend('openvino', load_artifact(path))
+

@@ -101,7 +101,7 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
         def run():
             with torch.inference_mode():
                 return net(x).numpy()
-    elif backend in ('onnxruntime', 'onnxruntime-int8', 'openvino', 'openvino-int8', 'tensorrt'):
+    elif backend in BACKENDS:  # every other backend runs the exported ONNX
         from seg_perception.core.artifact import load_artifact
         from seg_perception.core.backends import BackendUnavailable, create_backend
         from seg_perception.models.export import export_onnx

@@ -14,6 +14,7 @@ from seg_perception.core.artifact import ModelLoadError, load_artifact
 from seg_perception.core.backends import create_backend
 from seg_perception.core.paths import models_dir
 from seg_perception.core.segmenter import Segmenter
+from test.core.test_segmenter import copy_model, edit_sidecar
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('openvino') is None,
                                 reason='openvino is not installed (pip install openvino)')
@@ -72,16 +73,8 @@ def test_openvino_is_opt_in_and_not_picked_by_auto(camvid_model):
 
 
 def test_bad_files_fail_with_the_file_and_reason(camvid_model, tmp_path):
-    import shutil
-
-    import yaml
-
-    path = tmp_path / 'm.onnx'
-    shutil.copy(camvid_model, path)
-    shutil.copy(camvid_model.with_suffix('.yaml'), path.with_suffix('.yaml'))
-    side = yaml.safe_load(path.with_suffix('.yaml').read_text())
-    side['input_size'] = [360, 480]
-    path.with_suffix('.yaml').write_text(yaml.safe_dump(side))
+    path = copy_model(camvid_model, tmp_path)
+    edit_sidecar(path, input_size=[360, 480])
     with pytest.raises(ModelLoadError,
                        match=r'input shape \[1, 3, 180, 240\] does not match the sidecar'):
         create_backend('openvino', load_artifact(path))

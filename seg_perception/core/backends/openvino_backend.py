@@ -24,11 +24,10 @@ from seg_perception.core.backends.base import BackendUnavailable
 class OpenVinoBackend:
     name = 'openvino'
 
-    def __init__(self, compiled, artifact: ModelArtifact):
+    def __init__(self, compiled):
         self._compiled = compiled
         # One request, created once: its input and output buffers are reused run after run.
         self._request = compiled.create_infer_request()
-        self._artifact = artifact
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: np.ascontiguousarray(batch, np.float32)})
@@ -80,4 +79,4 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> OpenVinoBackend:
         compiled = core.compile_model(model, 'CPU', config)
     except Exception as err:
         raise ModelLoadError(artifact.path, f'OpenVINO cannot compile it ({err})') from err
-    return OpenVinoBackend(compiled, artifact)
+    return OpenVinoBackend(compiled)

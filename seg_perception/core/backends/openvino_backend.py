@@ -1,11 +1,13 @@
 """OpenVINO backend: the same ONNX file on Intel's CPU runtime, the fastest CPU path here.
 
-Opt-in (`backend: openvino`); `auto` does not pick it (see `_AUTO_ORDER` in base.py).
+Opt-in (`backend: openvino`): `auto` keeps ONNX Runtime as the CPU default and reference
+(see `_AUTO_ORDER` in base.py).
 
-Side by side at 360x480 on 2 cores (an AVX-512 / AMX Xeon), OpenVINO 2026.4 ran bisegunet in
-0.48x, fbsnet in 0.61x and jetseg in 0.36x the latency of eager torch, where ONNX Runtime's CPU
-provider needs 0.64-0.81x, with outputs within 6e-7 relative of torch (`bench --backend torch
-onnxruntime openvino` prints the figures of the machine it runs on).
+Side by side at 360x480 on an AVX-512 / AMX Xeon, OpenVINO 2026.4 runs bisegunet, fbsnet and
+jetseg in about 0.4-0.6x the latency of eager torch, where ONNX Runtime's CPU provider needs
+0.64-0.89x, with outputs within 6e-7 relative of torch (the README's bench section has the
+table; `bench --backend torch onnxruntime openvino` prints the figures of the machine it runs
+on).
 
 The CPU plugin's default inference precision is bf16 wherever the CPU has AMX or AVX-512 BF16:
 that changes labels, so this backend always asks for f32 and the graph runs as exported (an
@@ -14,6 +16,8 @@ kernels). No graph rewrites: `onnxruntime_rewrites` works around ONNX Runtime ke
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -46,12 +50,37 @@ class OpenVinoBackend:
         }
 
 
+_CORE = []  # the one ov.Core, made on first use
+_CORE_LOCK = threading.Lock()
+
+
+def _core():
+    """The process's one `ov.Core`, kept until exit, shared by every model this backend loads.
+
+    Why one and never released: each Core loads its own CPU plugin, and the plugin replaces the
+    calling thread's signal stack (sigaltstack) with one of its own, big enough for AMX state,
+    and on destruction puts back the stack it found, then unmaps its own (OpenVINO 2026.4
+    `SigAltStackSetup`). Two Cores released in the order they were made (A, then B) leave the
+    thread's signal stack pointing at A's unmapped memory: B puts back A's stack. The next
+    signal that runs a handler on that stack (every Python signal handler: SIGINT, SIGCHLD
+    from a torch DataLoader worker, faulthandler's) kills the process with SIGSEGV. The test
+    suite died so at a DataLoader fork; `test_openvino_backend.py` reproduces it with two Cores
+    and checks that two backends loaded and dropped that way leave the process working.
+    """
+    import openvino as ov
+
+    with _CORE_LOCK:  # two nodes' first loads at once must not make two Cores either
+        if not _CORE:
+            _CORE.append(ov.Core())
+        return _CORE[0]
+
+
 def load(artifact: ModelArtifact, *, threads: int = 0) -> OpenVinoBackend:
     try:
-        import openvino as ov
+        import openvino  # noqa: F401  (here so a missing install is BackendUnavailable)
     except ImportError as err:
         raise BackendUnavailable('openvino', f'cannot import openvino ({err})') from err
-    core = ov.Core()
+    core = _core()
     if 'CPU' not in core.available_devices:
         raise BackendUnavailable('openvino', 'OpenVINO has no CPU device on this machine '
                                              f'(devices: {core.available_devices})')

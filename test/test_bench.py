@@ -1,6 +1,7 @@
 """The `bench` command's interface (timings themselves are read from its output, not tested)."""
 
 import json
+import time
 
 import cv2
 
@@ -32,7 +33,8 @@ def test_ratios_against_the_targets_in_json_and_table(capsys):
     assert int8['labels_equal_pct'] >= 99.0
     assert main(args) == 0
     table = capsys.readouterr().out
-    assert 'ratios (same turns; target in brackets):' in table
+    assert ('ratios (same turns; target in brackets; ONNX Runtime intra-op spinning off '
+            '(--spin for on)):') in table
     assert 'onnxruntime / torch = ' in table and 'onnxruntime-int8 / onnxruntime = ' in table
     assert '(<= 0.6: ' in table and 'labels equal on ' in table
 
@@ -80,3 +82,21 @@ def test_backends_take_turns_after_their_warm_up():
                                  'b': lambda: calls.append('b')}, warmup=2, runs=3)
     assert calls == ['a', 'a', 'b', 'b'] + ['a', 'b'] * 3
     assert set(medians) == {'a', 'b'} and all(m >= 0 for m in medians.values())
+
+
+def test_spin_reaches_the_onnxruntime_rows_and_the_table(capsys):
+    args = ['--model', 'fcn_tiny', '--backend', 'torch', 'onnxruntime', '--size', '64x96',
+            '--warmup', '0', '--runs', '1', '--num-classes', '11', '--spin']
+    assert main(args + ['--json']) == 0
+    torch_row, ort = json.loads(capsys.readouterr().out)
+    assert ort['intra_op_spinning'] is True and 'intra_op_spinning' not in torch_row
+    assert main(args + ['--pause-ms', '0']) == 0
+    assert 'ONNX Runtime intra-op spinning on):' in capsys.readouterr().out
+
+
+def test_the_pause_before_each_timed_call_is_not_timed():
+    start = time.perf_counter()
+    medians = time_side_by_side({'a': lambda: None, 'b': lambda: None}, warmup=0, runs=3,
+                                pause=0.02)
+    assert time.perf_counter() - start >= 6 * 0.02  # a pause before each of the 6 calls
+    assert all(m < 10 for m in medians.values())  # ms: the pauses are outside the timing

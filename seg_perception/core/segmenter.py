@@ -60,10 +60,12 @@ class Segmenter:
 
     @classmethod
     def from_path(cls, model: Path | str, *, backend: str = 'auto', threads: int = 0,
-                  threshold: float = 0.0, precision: str = 'fp16') -> Segmenter:
+                  threshold: float = 0.0, precision: str = 'fp16',
+                  spinning: bool = False) -> Segmenter:
         """Loads the artefact at `model` (ONNX or checkpoint + sidecar) on `backend`."""
         artifact = load_artifact(model)
-        return cls(create_backend(backend, artifact, threads=threads, precision=precision),
+        return cls(create_backend(backend, artifact, threads=threads, precision=precision,
+                                  spinning=spinning),
                    artifact, threshold=threshold)
 
     @property

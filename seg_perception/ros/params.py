@@ -31,6 +31,7 @@ class SegmenterNodeConfig:
     backend: str = 'auto'
     precision: str = 'fp16'
     threads: int = 0
+    intra_op_spinning: bool = False
     input_transport: str = 'raw'
     qos_reliability: str = 'best_effort'
     qos_depth: int = 10
@@ -64,7 +65,8 @@ class SegmenterNodeConfig:
 
 
 # Parameters read only on configure: changing them while configured would not take effect.
-LOAD_TIME = frozenset({'model', 'backend', 'precision', 'threads', 'input_transport',
+LOAD_TIME = frozenset({'model', 'backend', 'precision', 'threads', 'intra_op_spinning',
+                       'input_transport',
                        'qos_reliability', 'qos_depth', 'grid_enabled'})
 # Parameters that make up the ground grid (runtime-tunable: the grid is rebuilt).
 GRID_PARAMETERS = frozenset(f.name for f in fields(SegmenterNodeConfig)
@@ -89,6 +91,9 @@ _DESCRIPTIONS = {
     'precision': 'TensorRT engine precision (fp32, fp16, int8 for Q/DQ graphs); the prebuilt '
                  'engine of that precision is used.',
     'threads': 'CPU threads for inference (0 = library default).',
+    'intra_op_spinning': 'ONNX Runtime: idle inference threads spin for the next op instead '
+                         'of sleeping. Faster inference with 2+ threads, but the spinning '
+                         'takes the cores the node\'s post-processing needs right after.',
     'input_transport': 'raw: subscribe to `image` (Image); compressed: `image/compressed`.',
     'qos_reliability': 'Input QoS reliability (best_effort matches camera drivers).',
     'qos_depth': 'Input QoS history depth. Frames that overflow it are lost unseen; the '

@@ -88,6 +88,7 @@ class SegmenterNode(LifecycleNode):
         try:
             segmenter = Segmenter.from_path(path, backend=self.config.backend,
                                             threads=self.config.threads,
+                                            spinning=self.config.intra_op_spinning,
                                             threshold=self.config.binary_threshold,
                                             precision=self.config.precision)
             drivable = None if segmenter.is_binary else self._make_drivable(segmenter)

@@ -11,7 +11,10 @@ job, the CPU clock) hits them alike and their ratios stay meaningful. Backends:
 `onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export), `openvino` and
 `openvino-int8` (the same two files on OpenVINO's CPU runtime, in f32 / INT8; where OpenVINO is
 installed) and `tensorrt` (where TensorRT and a prebuilt engine exist; otherwise the row says
-why it is missing).
+why it is missing). ONNX Runtime runs as the node runs it, its idle intra-op threads sleeping
+between ops; `--spin` lets them spin (the node's `intra_op_spinning: true`), which is much
+faster with 2+ threads; spinning threads left behind would take a core from the next backend
+timed, so with `--spin` each timed call comes after 50 ms of idle (`--pause-ms`).
 
 After the table come the ratios of each model and size, measured in the same turns, against
 the deployment targets: ONNX Runtime <= 0.6 x eager torch, and a binary model's INT8 Q/DQ
@@ -53,15 +56,18 @@ INT8_OF = {'onnxruntime-int8': 'onnxruntime', 'openvino-int8': 'openvino'}
 
 
 def time_side_by_side(forwards: dict[str, Callable[[], object]], warmup: int,
-                      runs: int) -> dict[str, float]:
+                      runs: int, pause: float = 0.0) -> dict[str, float]:
     """Median milliseconds per call of each forward; after `warmup` untimed calls each, the
-    forwards take turns for `runs` rounds."""
+    forwards take turns for `runs` rounds, `pause` seconds of idle before each timed call
+    (so that threads a backend leaves spinning are asleep before the next one is timed)."""
     for forward in forwards.values():
         for _ in range(warmup):
             forward()
     times = {key: [] for key in forwards}
     for _ in range(runs):
         for key, forward in forwards.items():
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             forward()
             times[key].append(time.perf_counter() - start)
@@ -69,9 +75,10 @@ def time_side_by_side(forwards: dict[str, Callable[[], object]], warmup: int,
 
 
 def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
-            threads: int, workdir: Path) -> Callable[[], object] | str:
+            threads: int, workdir: Path, spinning: bool = False) -> Callable[[], object] | str:
     """A forward of model `name` on `backend` at `size` (random weights, one fixed random
-    image), or the reason that case is skipped."""
+    image), or the reason that case is skipped. `spinning`: ONNX Runtime's intra-op spinning
+    (the node's `intra_op_spinning` parameter)."""
     import torch
 
     from seg_perception.models import build_model
@@ -114,7 +121,7 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
                     num_classes=num_classes, input_size=size, qdq=qdq)
         try:
             runner = create_backend(INT8_OF.get(backend, backend), load_artifact(path),
-                                    threads=threads,
+                                    threads=threads, spinning=spinning,
                                     precision='int8' if qdq else 'fp16')
         except BackendUnavailable as err:
             return str(err)
@@ -148,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--threads', type=int, default=0, help='torch / ORT threads, 0 = all')
+    parser.add_argument('--spin', action='store_true',
+                        help="ONNX Runtime's idle intra-op threads spin between ops (off by "
+                             "default, as in the node: its intra_op_spinning parameter)")
+    parser.add_argument('--pause-ms', type=float, default=None,
+                        help='idle time before each timed call (default 50 with --spin, '
+                             'else 0): spinning threads left by one backend would otherwise '
+                             'take a core from the next one timed')
     parser.add_argument('--json', action='store_true', help='print a JSON list')
     parser.add_argument('--csv', type=Path, help='also write a CSV here')
     parser.add_argument('--plot', type=Path, metavar='FILE.png',
@@ -167,18 +181,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.paper_sizes:
         sizes += [(h, w) for w, h in PAPER_SIZES_WH]
     sizes = sizes or list(DEFAULT_SIZES)
+    pause = (50.0 if args.spin else 0.0) if args.pause_ms is None else args.pause_ms
+    if pause < 0:
+        parser.error(f'--pause-ms must be >= 0, got {pause:g}')
+    pause /= 1e3
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size, name in tqdm([(s, n) for s in sizes for n in names], desc='bench',
                                unit='model', file=sys.stderr):
             prepared = {b: prepare(name, b, size, num_classes=args.num_classes,
-                                   threads=args.threads, workdir=Path(tmp))
+                                   threads=args.threads, workdir=Path(tmp),
+                                   spinning=args.spin)
                         for b in args.backend}
             medians = time_side_by_side({b: p for b, p in prepared.items() if callable(p)},
-                                        args.warmup, args.runs)
+                                        args.warmup, args.runs, pause=pause)
             case = [_row(name, b, size, medians.get(b), '' if callable(p) else p)
                     for b, p in prepared.items()]
             add_ratios(case, prepared)
+            for row in case:
+                if row['backend'].startswith('onnxruntime'):
+                    row['intra_op_spinning'] = args.spin
             rows += case
     if args.csv:
         lines = ['model,backend,size,median_ms,fps'] + [
@@ -200,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
               f'{r["fps"]:>8.2f}')
     lines = ratio_lines(rows)
     if lines:
-        print('\nratios (same turns; target in brackets):')
+        spin = 'on' if args.spin else 'off (--spin for on)'
+        print(f'\nratios (same turns; target in brackets; ONNX Runtime intra-op spinning {spin}):')
         print('\n'.join(lines))
     return 0
 

@@ -78,6 +78,24 @@ def test_auto_backend_picks_onnxruntime_for_onnx_and_torch_for_checkpoints(camvi
     assert Segmenter.from_path(camvid_model.with_suffix('.pt')).backend.name == 'torch'
 
 
+def test_intra_op_spinning_is_set_on_the_session_and_changes_no_score(camvid_model,
+                                                                     val_frames):
+    """`spinning` reaches ONNX Runtime's session config (off unless asked: the node's
+    default) and is a speed setting only: the scores are the same bits either way."""
+    quiet = Segmenter.from_path(camvid_model, backend='onnxruntime', threads=2)
+    busy = Segmenter.from_path(camvid_model, backend='onnxruntime', threads=2, spinning=True)
+    for seg, want in ((quiet, '0'), (busy, '1')):
+        options = seg.backend._session.get_session_options()
+        assert options.get_session_config_entry('session.intra_op.allow_spinning') == want
+    assert quiet.backend.describe()['intra_op_spinning'] == 'off'
+    assert busy.backend.describe()['intra_op_spinning'] == 'on'
+    # Backends without such a setting take the argument and ignore it.
+    assert Segmenter.from_path(camvid_model.with_suffix('.pt'), spinning=True).backend.name == \
+        'torch'
+    batch = quiet.preprocess(val_frames[0][1])
+    np.testing.assert_array_equal(quiet.backend.infer(batch), busy.backend.infer(batch))
+
+
 def test_fast_argmax_equals_numpy_including_ties():
     scores = np.random.default_rng(0).normal(size=(11, 30, 40)).astype(np.float32)
     scores[4, :5] = scores[7, :5]  # ties go to the lower id

@@ -53,7 +53,7 @@ PRECISIONS = ('fp32', 'fp16', 'int8')
 
 
 def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0,
-                   precision: str = 'fp16') -> Backend:
+                   precision: str = 'fp16', spinning: bool = False) -> Backend:
     """Loads `artifact` on backend `name` (`auto` picks the first that is available).
 
     Args:
@@ -62,6 +62,8 @@ def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0,
         threads: CPU threads for inference; 0 lets the library decide.
         precision: TensorRT engine precision (PRECISIONS); the other backends run the graph
             as exported.
+        spinning: ONNX Runtime only: idle intra-op threads spin instead of sleeping between
+            ops (faster inference with 2+ threads; the others ignore it).
 
     Raises:
         BackendUnavailable: The backend (or, for `auto`, every candidate) cannot run here.
@@ -73,7 +75,7 @@ def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0,
         for candidate in candidates:
             try:
                 backend = create_backend(candidate, artifact, threads=threads,
-                                         precision=precision)
+                                         precision=precision, spinning=spinning)
                 # Why better candidates were passed over, for the node to log.
                 backend.skipped = tuple(reasons)
                 return backend
@@ -87,7 +89,8 @@ def create_backend(name: str, artifact: ModelArtifact, *, threads: int = 0,
         raise ModelLoadError(artifact.path, f'backend {name!r} cannot run a '
                                             f'{artifact.format} file')
     module = importlib.import_module(_MODULES[name])
-    options = {'precision': precision} if name == 'tensorrt' else {}
+    options = {'tensorrt': {'precision': precision},
+               'onnxruntime': {'spinning': spinning}}.get(name, {})
     backend = module.load(artifact, threads=threads, **options)
     _check_output(backend, artifact)
     return backend

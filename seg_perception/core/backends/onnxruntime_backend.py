@@ -18,12 +18,14 @@ _PROVIDERS = ('CUDAExecutionProvider', 'CPUExecutionProvider')
 class OnnxRuntimeBackend:
     name = 'onnxruntime'
 
-    def __init__(self, session, artifact: ModelArtifact, rewrites: dict[str, int] | None = None):
+    def __init__(self, session, artifact: ModelArtifact, rewrites: dict[str, int] | None = None,
+                 *, spinning: bool = False):
         self._session = session
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
         self._artifact = artifact
         self.rewrites = dict(rewrites or {})  # rewrite name -> nodes replaced at load
+        self.spinning = spinning
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self._output], {self._input: batch})[0]
@@ -36,10 +38,12 @@ class OnnxRuntimeBackend:
             'version': ort.__version__,
             'providers': ','.join(self._session.get_providers()),
             'rewrites': ' '.join(f'{k} x{v}' for k, v in self.rewrites.items()) or 'none',
+            'intra_op_spinning': 'on' if self.spinning else 'off',
         }
 
 
-def load(artifact: ModelArtifact, *, threads: int = 0) -> OnnxRuntimeBackend:
+def load(artifact: ModelArtifact, *, threads: int = 0,
+         spinning: bool = False) -> OnnxRuntimeBackend:
     try:
         import onnxruntime as ort
     except ImportError as err:
@@ -47,10 +51,13 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> OnnxRuntimeBackend:
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(0, threads)
     options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise
-    # Idle intra-op threads otherwise spin after every run and take the cores that the node's
-    # post-processing and DDS threads need right then: at 1280x720 the node spent 56 ms from
-    # callback to last publish with spinning and 41 ms without (bench_node, 2 cores).
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    # Off by default: idle intra-op threads otherwise spin after every run and take the cores
+    # that the node's post-processing and DDS threads need right then (at 1280x720 the node
+    # spent 56 ms from callback to last publish with spinning and 41 ms without, bench_node,
+    # 2 cores). On, inference alone is much faster with 2+ threads: between two ops the
+    # workers need no wake-up (360x480, 2 threads: fbsnet 131 vs 196 ms, jetseg 28 vs 41).
+    options.add_session_config_entry('session.intra_op.allow_spinning',
+                                     '1' if spinning else '0')
     providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]
     model, rewrites = _rewritten(artifact)
     try:
@@ -67,7 +74,7 @@ def load(artifact: ModelArtifact, *, threads: int = 0) -> OnnxRuntimeBackend:
     if not fixed:
         raise ModelLoadError(artifact.path, f'network input shape {shape} does not match the '
                                             f'sidecar input_size (expected {expected})')
-    return OnnxRuntimeBackend(session, artifact, rewrites)
+    return OnnxRuntimeBackend(session, artifact, rewrites, spinning=spinning)
 
 
 def _rewritten(artifact: ModelArtifact) -> tuple[bytes | str, dict[str, int]]:

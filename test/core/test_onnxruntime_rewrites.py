@@ -17,8 +17,10 @@ from seg_perception.core.artifact import Normalization  # noqa: E402
 from seg_perception.core.backends import create_backend  # noqa: E402
 from seg_perception.core.backends.onnxruntime_rewrites import (  # noqa: E402
     narrow_conv_to_column_split,
+    nchwc_block_size,
     prelu_to_fast_forms,
     rewrite_for_onnxruntime,
+    sign_to_hard_sigmoids,
 )
 from seg_perception.models import build_model, list_models  # noqa: E402
 from seg_perception.models.binarize import (  # noqa: E402
@@ -94,6 +96,53 @@ def test_prelu_kept_where_no_fast_form_applies(x):
     assert [n.op_type for n in model.graph.node] == ['Conv', 'PRelu']
 
 
+def _sign_model(channels: int = 32) -> onnx.ModelProto:
+    """x -> Where(x >= 0, 1, -1) -> identity 1x1 Conv: the sign as the float deploy export
+    writes it (`models.layers.binary.sign`), read by a conv as a binary conv reads it."""
+    shape = (1, channels, 8, 8)
+    eye = np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1)
+    nodes = [helper.make_node('GreaterOrEqual', ['x', 'zero'], ['ge'], name='ge'),
+             helper.make_node('Where', ['ge', 'plus', 'minus'], ['s'], name='sign'),
+             helper.make_node('Conv', ['s', 'eye'], ['y'], name='conv')]
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n)
+             for n, v in (('zero', 0.0), ('plus', 1.0), ('minus', -1.0))]
+    graph = helper.make_graph(nodes, 'sign', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, shape)], [helper.make_tensor_value_info(
+            'y', TensorProto.FLOAT, shape)], [*inits, numpy_helper.from_array(eye, 'eye')])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+
+
+def test_sign_hard_sigmoid_form_is_bit_exact_at_the_edges():
+    """Every float class where a cheaper form could go wrong: +-0, the least denormals, the
+    floats next to 0 and 1 / -1, the largest finite values and the infinities."""
+    tiny = np.float32(2.0 ** -149)
+    edges = np.array([0.0, -0.0, tiny, -tiny, 2.0 ** -126, -(2.0 ** -126), 1e-30, -1e-30,
+                      np.nextafter(np.float32(1), np.float32(0)), 1.0, -1.0,
+                      np.nextafter(np.float32(-1), np.float32(0)), 3.4e38, -3.4e38,
+                      np.inf, -np.inf], np.float32)
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((1, 32, 8, 8)) * 10).astype(np.float32)
+    x.reshape(-1)[:edges.size * 4] = np.tile(edges, 4)
+    model = _sign_model()
+    expected = _session(model).run(None, {'x': x})[0]
+    np.testing.assert_array_equal(expected, np.where(x >= 0, 1.0, -1.0).astype(np.float32))
+    assert sign_to_hard_sigmoids(model, block=16) == 1
+    assert [n.op_type for n in model.graph.node] == [
+        'HardSigmoid', 'HardSigmoid', 'BatchNormalization', 'Conv']
+    got = _session(model).run(None, {'x': x})[0]
+    assert got.tobytes() == expected.tobytes()  # -0 vs +0 would show here too
+
+
+def test_sign_kept_where_the_layout_does_not_apply():
+    assert sign_to_hard_sigmoids(_sign_model(24), block=16) == 0  # not whole NCHWc blocks
+    assert sign_to_hard_sigmoids(_sign_model(32), block=0) == 0  # no NCHWc on this CPU
+    model = _sign_model(32)
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array(2.0, np.float32),
+                                                                'plus'))
+    assert sign_to_hard_sigmoids(model, block=16) == 0  # Where(x >= 0, 2, -1): not a sign
+    assert [n.op_type for n in model.graph.node] == ['GreaterOrEqual', 'Where', 'Conv']
+
+
 def _conv_model(cin: int, cout: int, kernel: tuple[int, int], bias: bool = True,
                 **attrs) -> onnx.ModelProto:
     rng = np.random.default_rng(4)
@@ -160,6 +209,10 @@ def test_backend_matches_torch_for_every_zoo_model(name, tmp_path):
                            class_set='camvid11', num_classes=NUM_CLASSES, input_size=size)
     backend = create_backend('onnxruntime', artifact)
     assert backend.rewrites.get('prelu', 0) == _graph_ops(artifact.path).count('PRelu')
+    block = nchwc_block_size()
+    if name == 'bisegunet' and block:  # every sign but those on 8 and 4 channels (8: AVX2 only)
+        unaligned = 2 if block == 16 else 1
+        assert backend.rewrites['sign'] == _graph_ops(artifact.path).count('Where') - unaligned
     pixels = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2)) * 255
     with torch.no_grad():
         expected = Normalized(net, NORM.mean, NORM.std).eval()(pixels).numpy()

@@ -6,6 +6,7 @@ to the arrival. The node's /diagnostics give, over the same frames, the backend 
 and the time from its callback to its last publish. Overhead = e2e p50 - backend p50.
 
     python -m seg_perception.tools.bench_node [--model M] [--sizes 480x640 720x1280]
+        [--param threads:=2 intra_op_spinning:=true]   # more segmenter parameters
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ ALL_OUTPUTS = ('labels', 'color', 'overlay', 'confidence', 'drivable')
 
 
 def run_case(node, model: Path | None, size: tuple[int, int], outputs: tuple[str, ...],
-             frames: list[np.ndarray], count: int, warmup: int, tag: str) -> dict:
-    """One node process, `count` timed frames; model None runs the transport-floor echo."""
+             frames: list[np.ndarray], count: int, warmup: int, tag: str,
+             params: dict[str, str] | None = None) -> dict:
+    """One node process, `count` timed frames; model None runs the transport-floor echo.
+    `params`: more segmenter parameters (name -> value as ROS parses `-p name:=value`)."""
     from std_msgs.msg import Header
 
     from seg_perception.ros.conversions import array_to_image_msg
@@ -52,8 +55,8 @@ def run_case(node, model: Path | None, size: tuple[int, int], outputs: tuple[str
     if model is None:
         proc = NodeProcess(namespace, {}, log, module='seg_perception.tools.dds_echo')
     else:
-        proc = NodeProcess(namespace, {'model': str(model), 'qos_reliability': 'reliable'},
-                           log)
+        proc = NodeProcess(namespace, {'model': str(model), 'qos_reliability': 'reliable',
+                                       **(params or {})}, log)
     client = FrameClient(node, namespace)
     client.subscribe(*outputs)
     client.subscribe_diagnostics()
@@ -101,8 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--data', help='CamVid root (frames are resized to each size)')
     parser.add_argument('--json', type=Path, help='also write the results here')
     parser.add_argument('--domain-id', type=int, default=38)
+    parser.add_argument('--param', nargs='+', default=[], metavar='NAME:=VALUE',
+                        help='more segmenter parameters, e.g. threads:=2 '
+                             'intra_op_spinning:=true')
     args = parser.parse_args(argv)
 
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition(':=')
+        if not sep or not name:
+            parser.error(f'--param takes NAME:=VALUE, got {item!r}')
+        params[name] = value
     model = resolve_model_path(args.model)
     root = find_camvid(args.data)
     frames = [np.ascontiguousarray(cv2.imread(str(root / 'val' / n))[:, :, ::-1])
@@ -121,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             for outputs, name in ((('labels',), 'labels'), (ALL_OUTPUTS, 'all')):
                 tag = f'{size[0]}x{size[1]}_{name}'
                 result = run_case(node, model, size, outputs, frames, args.frames, args.warmup,
-                                  tag)
+                                  tag, params)
                 result['beyond_floor_ms'] = result['overhead_ms'] - floor['e2e_p50_ms']
                 results.append(result)
-    print(f'\nmodel {model.name}; {args.frames} frames per case, one in flight at a time\n')
+    extra = ''.join(f', {k}:={v}' for k, v in params.items())
+    print(f'\nmodel {model.name}{extra}; {args.frames} frames per case, one in flight at a '
+          'time\n')
     print(f'{"size":>9} {"outputs":>7} {"e2e p50":>8} {"e2e p99":>8} {"backend":>8} '
           f'{"in-node":>8} {"(wait)":>7} {"overhead":>9} {"share":>6} {"> floor":>8}')
     for r in results:

@@ -52,10 +52,10 @@ def load(artifact: ModelArtifact, *, threads: int = 0,
     options.intra_op_num_threads = max(0, threads)
     options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise
     # Off by default: idle intra-op threads otherwise spin after every run and take the cores
-    # that the node's post-processing and DDS threads need right then (at 1280x720 the node
-    # spent 56 ms from callback to last publish with spinning and 41 ms without, bench_node,
-    # 2 cores). On, inference alone is much faster with 2+ threads: between two ops the
-    # workers need no wake-up (360x480, 2 threads: fbsnet 131 vs 196 ms, jetseg 28 vs 41).
+    # that the node's post-processing and DDS threads need right then (fcn_tiny, 1280x720
+    # images, every output, 2 threads on 2 cores: 19.3 ms from callback to last publish
+    # spinning, 14.4 sleeping; bench_node). On, networks of many small ops run much faster:
+    # between two ops the workers need no wake-up (FBSNet end to end 142 vs 206 ms).
     options.add_session_config_entry('session.intra_op.allow_spinning',
                                      '1' if spinning else '0')
     providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]

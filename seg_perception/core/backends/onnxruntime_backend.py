@@ -60,8 +60,15 @@ def load(artifact: ModelArtifact, *, threads: int = 0,
                                      '1' if spinning else '0')
     providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]
     model, rewrites = _rewritten(artifact)
+    from seg_perception.core.backends.onnxruntime_rewrites import (
+        EXACT_FLOAT_DISABLED_OPTIMIZERS,
+    )
+
+    # Keeps the exact binary convs' alpha scaling out of their weights.
+    disabled = list(EXACT_FLOAT_DISABLED_OPTIMIZERS) if rewrites.get('binary_conv') else []
     try:
-        session = ort.InferenceSession(model, options, providers=providers)
+        session = ort.InferenceSession(model, options, providers=providers,
+                                       disabled_optimizers=disabled)
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
         raise ModelLoadError(artifact.path, f'not a loadable ONNX model ({err})') from err
     inputs = session.get_inputs()

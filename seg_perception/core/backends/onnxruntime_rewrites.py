@@ -33,24 +33,29 @@ values, up to float rounding where said (timings: 360x480, one thread, AVX-512 X
   a binary conv's output is not), and the DequantizeLinear weights also keep the conv out of
   the NCHWc layout and block BatchNormalization folding: slower than the float graph. Here the
   pattern sign -> Q/DQ(scale 1) -> Conv(DQ(INT8 +-1, alpha)) becomes
-  ConvInteger(sign as UINT8 {0, 2} with zero point 1, sign(W) as UINT8 {0, 2} with zero
-  point 1) -> Cast -> * alpha. The integer sum of +-1 products is exact (zero padding pads
-  the zero point, i.e. 0), so the result is the correctly rounded conv; the float graph
-  rounds once per product sum instead. BiSegUNet's Q/DQ graph: 1.16-1.23x the float graph's
-  time before, 1.00-1.02x after (integer convs are no faster than MLAS's float ones here).
-  Both operands are UINT8 on purpose: one 128 -> 128 channel 3x3 binary conv at 45x60, one
-  thread, ORT 1.31 on an AVX-512 VNNI Xeon: float Conv 7.0 ms, ConvInteger UINT8 x UINT8
-  8.4-9.2 ms, UINT8 x INT8 54-64 ms, INT8 x INT8 60-66 ms.
+  Conv(sign, W in {-1, 0, 1} as float) -> * alpha: every partial sum of +-1 products is an
+  integer below 2^24 in magnitude, exact in float32 whatever the order, and zero padding adds
+  0, so the conv yields the exact integer sum that TensorRT's INT8 kernel yields, and one
+  rounding by alpha follows: the correctly rounded result (the float graph, with +-alpha
+  weights, rounds at every addition instead). ONNX Runtime's ConvMulFusion would fold the
+  constant Mul back into the weights, so the backend disables it for these graphs
+  (`EXACT_FLOAT_DISABLED_OPTIMIZERS`; the zoo graphs have no other constant Mul after a conv).
+  With the sign rewrite above, the whole binary path stays in NCHWc.
+  History: this was ConvInteger on UINT8 {0, 2} with zero point 1, also exact, 1.16-1.23x ->
+  1.00-1.02x the float graph's time before the sign rewrite and 1.09x after it (ORT's integer
+  convs are NCHW only and no faster than MLAS's float ones: one 128 -> 128 channel 3x3 binary
+  conv at 45x60, one thread, ORT 1.31, AVX-512 VNNI Xeon: float Conv 7.0 ms, ConvInteger
+  UINT8 x UINT8 8.4-9.2 ms, UINT8 x INT8 54-64 ms, INT8 x INT8 60-66 ms).
   MatMulInteger UINT8 x INT8 does use the VNNI kernels (2700 x 1152 by 1152 x 128: 1.8 ms
   against a float MatMul's 6.2 ms, exact), and an im2col (Transpose to NHWC, Pad with the
   zero point, one Gather of rows) in front of it runs a 3x3 binary conv in 0.36x (256
   channels at 23x30) to 0.6x (128 at 45x60) of the float conv's time, exactly; but 1.1-1.3x
   for 64 channels at 90x120 or 32 at 180x240 (the im2col and the float output transpose
   cost more than the product saves). Not used, because it cannot reach the 0.6x target
-  either: BiSegUNet's 19 binary convs take 73 of the Q/DQ graph's 270 ms (profiled, one
-  thread), and the float layers around them are the same in both graphs, so even binary
-  convs that cost nothing would leave the Q/DQ graph at about 0.66x of the float one. The
-  INT8 speed-up this deployment is for is TensorRT's.
+  either: BiSegUNet's 19 binary convs took 73 of the Q/DQ graph's 270 ms (profiled, one
+  thread, before the sign rewrite), and the float layers around them are the same in both
+  graphs, so even binary convs that cost nothing would leave the Q/DQ graph at about 0.66x of
+  the float one. The INT8 speed-up this deployment is for is TensorRT's.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ if TYPE_CHECKING:
     import onnx
 
 
+# Session optimisers to disable where `binary_conv_to_exact_float` replaced anything.
+EXACT_FLOAT_DISABLED_OPTIMIZERS = ('ConvMulFusion',)
+
+
 def rewrite_for_onnxruntime(model: onnx.ModelProto) -> dict[str, int]:
     """Applies every rewrite to `model` in place.
 
@@ -74,7 +83,7 @@ def rewrite_for_onnxruntime(model: onnx.ModelProto) -> dict[str, int]:
         How many nodes each rewrite replaced (only those that replaced any).
     """
     counts = {'fp16_weights': fp16_weights_to_float(model),
-              'binary_conv': binary_conv_to_conv_integer(model),
+              'binary_conv': binary_conv_to_exact_float(model),
               'sign': sign_to_hard_sigmoids(model),
               'narrow_conv': narrow_conv_to_column_split(model),
               'prelu': prelu_to_fast_forms(model)}
@@ -137,8 +146,10 @@ def prelu_to_fast_forms(model: onnx.ModelProto, block: int | None = None) -> int
             continue
         x, y = node.input[0], node.output[0]
         name = graph.fresh(node.name or y)
-        # The NCHWc form pays only where x is in that layout already: a conv output.
-        if block and channels % block == 0 and graph.producer(x, 'Conv') is not None:
+        # The NCHWc form pays only where x is in that layout already: a conv output, or a
+        # BatchNormalization's (ORT runs those as NCHWc convs; the exact binary convs' BNs).
+        if block and channels % block == 0 and any(
+                graph.producer(x, op) is not None for op in ('Conv', 'BatchNormalization')):
             ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
             bn = [graph.initializer(f'{name}/{suffix}', value) for suffix, value in (
                 ('minus_one', -ones), ('zero', zeros), ('one', ones),
@@ -171,8 +182,8 @@ def prelu_to_fast_forms(model: onnx.ModelProto, block: int | None = None) -> int
 def sign_to_hard_sigmoids(model: onnx.ModelProto, block: int | None = None) -> int:
     """Where(GreaterOrEqual(x, 0), 1, -1) on float x with whole NCHWc blocks of channels -> the
     HardSigmoid form of the module docstring. `block` is the NCHWc block size (default: this
-    CPU's). Runs after `binary_conv_to_conv_integer`, whose signs are UINT8 and stay. Returns
-    the count."""
+    CPU's). Runs after `binary_conv_to_exact_float`, whose convs then read these signs.
+    Returns the count."""
     from onnx import helper
 
     block = nchwc_block_size() if block is None else block
@@ -272,43 +283,31 @@ def narrow_conv_to_column_split(model: onnx.ModelProto, block: int | None = None
     return replaced
 
 
-def binary_conv_to_conv_integer(model: onnx.ModelProto) -> int:
-    """Binary Q/DQ convs (module docstring) -> ConvInteger + Cast + Mul(alpha). Returns the
-    count; convs whose pattern or constants differ in any way are left as they are."""
-    from onnx import TensorProto, helper
+def binary_conv_to_exact_float(model: onnx.ModelProto) -> int:
+    """Binary Q/DQ convs (module docstring) -> float Conv(sign, W in {-1, 0, 1}) + Mul(alpha)
+    (+ Add(bias)). Returns the count; convs whose pattern or constants differ in any way are
+    left as they are. The session must not fold the Mul into the conv (ONNX Runtime's
+    ConvMulFusion would make the weights +-alpha again): `EXACT_FLOAT_DISABLED_OPTIMIZERS`."""
+    from onnx import helper
 
     graph = _Graph(model)
-    signs_u8: dict[str, str] = {}
     replaced = 0
     for conv in list(model.graph.node):
         match = _match_binary_conv(graph, conv)
         if match is None:
             continue
-        greater_equal, weights, alpha = match
+        sign, weights, alpha = match
         name = graph.fresh(conv.name or conv.output[0])
-        nodes = []
-        sign_u8 = signs_u8.get(greater_equal)
-        if sign_u8 is None:
-            # sign(x) + 1 as UINT8: {0, 2}; with zero point 1 ConvInteger sees -1 / +1.
-            sign_u8 = signs_u8[greater_equal] = graph.fresh(f'{greater_equal}/sign_u8')
-            nodes.append(helper.make_node(
-                'Where', [greater_equal, graph.initializer(f'{sign_u8}/two', np.uint8(2)),
-                          graph.initializer(f'{sign_u8}/zero', np.uint8(0))],
-                [sign_u8], name=sign_u8))
-        one = graph.initializer(f'{name}/one_u8', np.uint8(1))
-        conv_integer = helper.make_node(
-            'ConvInteger', [sign_u8, graph.initializer(f'{name}/w_u8', (weights + 1)
-                                                       .astype(np.uint8)), one, one],
+        float_conv = helper.make_node(
+            'Conv', [sign, graph.initializer(f'{name}/w_pm1', weights.astype(np.float32))],
             [f'{name}/sum'], name=f'{name}/sum')
-        conv_integer.attribute.extend(conv.attribute)
+        float_conv.attribute.extend(conv.attribute)
         out = conv.output[0]
         scale_out = out if len(conv.input) < 3 or not conv.input[2] else f'{name}/scaled'
-        nodes += [conv_integer,
-                  helper.make_node('Cast', [f'{name}/sum'], [f'{name}/sum_f'],
-                                   to=TensorProto.FLOAT, name=f'{name}/sum_f'),
-                  helper.make_node('Mul', [f'{name}/sum_f', graph.initializer(
-                      f'{name}/alpha', alpha.reshape(-1, 1, 1))], [scale_out],
-                                   name=f'{name}/scaled')]
+        nodes = [float_conv,
+                 helper.make_node('Mul', [f'{name}/sum', graph.initializer(
+                     f'{name}/alpha', alpha.reshape(-1, 1, 1))], [scale_out],
+                                  name=f'{name}/scaled')]
         if scale_out != out:
             bias = graph.constant(conv.input[2])
             nodes.append(helper.make_node('Add', [scale_out, graph.initializer(
@@ -322,8 +321,8 @@ def binary_conv_to_conv_integer(model: onnx.ModelProto) -> int:
 
 def _match_binary_conv(graph: _Graph, conv: onnx.NodeProto
                        ) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """(GreaterOrEqual output, INT8 weights, per-channel alpha) when `conv` reads
-    DQ(Q(Where(x >= 0, 1, -1), 1, 0), 1, 0) and DQ(INT8 in {-1, 0, 1}, alpha, 0, axis 0)."""
+    """(the float sign Where(x >= 0, 1, -1), INT8 weights, per-channel alpha) when `conv`
+    reads DQ(Q(that sign, 1, 0), 1, 0) and DQ(INT8 in {-1, 0, 1}, alpha, 0, axis 0)."""
     if conv.op_type != 'Conv' or any(a.name == 'group' and a.i != 1 for a in conv.attribute):
         return None
     act_dq, weight_dq = (graph.producer(name, 'DequantizeLinear') for name in conv.input[:2])
@@ -349,7 +348,7 @@ def _match_binary_conv(graph: _Graph, conv: onnx.NodeProto
     if not np.isin(weights, (-1, 0, 1)).all() or alpha.dtype != np.float32:
         return None
     alpha = np.broadcast_to(alpha.reshape(-1), weights.shape[:1]).astype(np.float32)
-    return greater_equal.output[0], weights, alpha
+    return where.output[0], weights, alpha
 
 
 @dataclass

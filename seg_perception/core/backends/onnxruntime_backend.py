@@ -8,6 +8,7 @@ import numpy as np
 
 from seg_perception.core.artifact import ModelArtifact, ModelLoadError
 from seg_perception.core.backends.base import BackendUnavailable
+from seg_perception.core.backends.onnxruntime_rewrites import EXACT_FLOAT_DISABLED_OPTIMIZERS
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,6 @@ def load(artifact: ModelArtifact, *, threads: int = 0,
                                      '1' if spinning else '0')
     providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]
     model, rewrites = _rewritten(artifact)
-    from seg_perception.core.backends.onnxruntime_rewrites import (
-        EXACT_FLOAT_DISABLED_OPTIMIZERS,
-    )
-
     # Keeps the exact binary convs' alpha scaling out of their weights.
     disabled = list(EXACT_FLOAT_DISABLED_OPTIMIZERS) if rewrites.get('binary_conv') else []
     try:

@@ -38,8 +38,9 @@ values, up to float rounding where said (timings: 360x480, one thread, AVX-512 X
   0, so the conv yields the exact integer sum that TensorRT's INT8 kernel yields, and one
   rounding by alpha follows: the correctly rounded result (the float graph, with +-alpha
   weights, rounds at every addition instead). ONNX Runtime's ConvMulFusion would fold the
-  constant Mul back into the weights, so the backend disables it for these graphs
-  (`EXACT_FLOAT_DISABLED_OPTIMIZERS`; the zoo graphs have no other constant Mul after a conv).
+  constant Mul back into the weights, so the backend disables it for graphs with such convs
+  (`EXACT_FLOAT_DISABLED_OPTIMIZERS`; any other constant Mul after a conv in them then stays
+  a separate op: time, not accuracy).
   With the sign rewrite above, the whole binary path stays in NCHWc.
   History: this was ConvInteger on UINT8 {0, 2} with zero point 1, also exact, 1.16-1.23x ->
   1.00-1.02x the float graph's time before the sign rewrite and 1.09x after it (ORT's integer

@@ -4,10 +4,9 @@ Opt-in (`backend: openvino`): `auto` keeps ONNX Runtime as the CPU default and r
 (see `_AUTO_ORDER` in base.py).
 
 Side by side at 360x480 on an AVX-512 / AMX Xeon, OpenVINO 2026.4 runs bisegunet, fbsnet and
-jetseg in about 0.4-0.6x the latency of eager torch, where ONNX Runtime's CPU provider needs
-0.64-0.89x, with outputs within 6e-7 relative of torch (the README's bench section has the
-table; `bench --backend torch onnxruntime openvino` prints the figures of the machine it runs
-on).
+jetseg in about 0.4-0.6x the latency of eager torch, faster than ONNX Runtime's CPU provider,
+with outputs within 6e-7 relative of torch (the README's bench section has the tables;
+`bench --backend torch onnxruntime openvino` prints the figures of the machine it runs on).
 
 The CPU plugin's default inference precision is bf16 wherever the CPU has AMX or AVX-512 BF16:
 that changes labels, so this backend always asks for f32 and the graph runs as exported (an

@@ -86,7 +86,6 @@ def test_bad_files_fail_with_the_file_and_reason(camvid_model, tmp_path):
         create_backend('openvino', load_artifact(path))
 
 
-
 # Loads two models, drops them in the order they were loaded (the order that left the signal
 # stack dangling with one ov.Core per model), then checks that the thread's signal stack is
 # mapped memory and that Python signal handlers still run: SIGCHLD from forked children (as

@@ -3,12 +3,13 @@ through the backend against torch."""
 
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
-import yaml
 
 onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
@@ -32,6 +33,7 @@ from seg_perception.models.binarize import (  # noqa: E402
 from seg_perception.models.export import export_onnx  # noqa: E402
 from seg_perception.models.layers.binary import BinaryConv2d  # noqa: E402
 from seg_perception.models.normalized import Normalized  # noqa: E402
+from test.core.test_segmenter import edit_sidecar  # noqa: E402
 
 NUM_CLASSES = 11
 NORM = Normalization()
@@ -273,9 +275,8 @@ def _exact_binary_model(tmp_path, camvid_model, cin=64, classes=11, size=(12, 14
     path = tmp_path / 'exact.onnx'
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)],
                                 ir_version=8), str(path))
-    side = yaml.safe_load(camvid_model.with_suffix('.yaml').read_text())
-    side.update(input_size=list(size), num_classes=classes)
-    path.with_suffix('.yaml').write_text(yaml.safe_dump(side))
+    shutil.copy(camvid_model.with_suffix('.yaml'), path.with_suffix('.yaml'))
+    edit_sidecar(path, input_size=list(size), num_classes=classes)
     return path, (w1, w, alpha, bias)
 
 

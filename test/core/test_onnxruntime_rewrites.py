@@ -244,7 +244,8 @@ def test_binary_qdq_convs_become_exact_float_convs(binary_qdq):
     ops = [n.op_type for n in model.graph.node]
     assert binary_convs > 0 and counts['binary_conv'] == binary_convs
     assert not {'QuantizeLinear', 'DequantizeLinear', 'ConvInteger'} & set(ops)
-    assert create_backend('onnxruntime', artifact).rewrites == counts
+    loaded = create_backend('onnxruntime', artifact).rewrites
+    assert {k: v for k, v in loaded.items() if k != 'blocked_layout'} == counts
 
 
 def _exact_binary_model(tmp_path, camvid_model, cin=64, classes=11, size=(12, 14)):
@@ -367,9 +368,9 @@ def test_fp16_weights_halve_the_file_and_load_as_the_float_graph(name, tmp_path)
     pixels = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2)) * 255
     got = backend.infer(pixels.numpy())
     plain = _session(onnx.load(str(half.path))).run(None, {'image': pixels.numpy()})[0]
-    if not backend.rewrites.get('narrow_conv') and not backend.rewrites.get('prelu'):
+    if set(backend.rewrites) == {'fp16_weights'}:
         np.testing.assert_array_equal(got, plain)
-    else:  # the rewrites reorder sums: float rounding apart
+    else:  # the other rewrites reorder sums (an NCHWc Upsample for a Resize): rounding apart
         assert np.abs(got - plain).max() / np.abs(plain).max() <= 1e-5
     with torch.no_grad():
         expected = Normalized(net, NORM.mean, NORM.std).eval()(pixels).numpy()

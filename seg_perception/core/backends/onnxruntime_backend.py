@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+import tempfile
 
 import numpy as np
 
 from seg_perception.core.artifact import ModelArtifact, ModelLoadError
 from seg_perception.core.backends.base import BackendUnavailable
-from seg_perception.core.backends.onnxruntime_rewrites import EXACT_FLOAT_DISABLED_OPTIMIZERS
+from seg_perception.core.backends.onnxruntime_rewrites import (
+    EXACT_FLOAT_DISABLED_OPTIMIZERS,
+    nchwc_block_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +48,37 @@ class OnnxRuntimeBackend:
         }
 
 
-def load(artifact: ModelArtifact, *, threads: int = 0,
-         spinning: bool = False) -> OnnxRuntimeBackend:
+def load(artifact: ModelArtifact, *, threads: int = 0, spinning: bool = False,
+         blocked_layout: bool = True) -> OnnxRuntimeBackend:
+    """`blocked_layout`: rewrite ORT's optimised graph with `onnxruntime_blocked` (x86 CPUs;
+    off only to compare)."""
     try:
         import onnxruntime as ort
     except ImportError as err:
         raise BackendUnavailable('onnxruntime', f'cannot import onnxruntime ({err})') from err
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(0, threads)
-    options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise
-    # Off by default: idle intra-op threads otherwise spin after every run and take the cores
-    # that the node's post-processing and DDS threads need right then (fcn_tiny, 1280x720
-    # images, every output, 2 threads on 2 cores: 19.3 ms from callback to last publish
-    # spinning, 14.4 sleeping; bench_node). On, networks of many small ops run much faster:
-    # between two ops the workers need no wake-up (FBSNet end to end 142 vs 206 ms).
-    options.add_session_config_entry('session.intra_op.allow_spinning',
-                                     '1' if spinning else '0')
     providers = [p for p in _PROVIDERS if p in ort.get_available_providers()]
-    model, rewrites = _rewritten(artifact)
+    model, rewrites, proto = _rewritten(artifact)
     # Keeps the exact binary convs' alpha scaling out of their weights.
     disabled = list(EXACT_FLOAT_DISABLED_OPTIMIZERS) if rewrites.get('binary_conv') else []
-    try:
-        session = ort.InferenceSession(model, options, providers=providers,
-                                       disabled_optimizers=disabled)
-    except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
-        raise ModelLoadError(artifact.path, f'not a loadable ONNX model ({err})') from err
+    block = nchwc_block_size()
+    blocked = blocked_layout and proto is not None and block > 0 \
+        and providers[0] == 'CPUExecutionProvider'
+    with tempfile.TemporaryDirectory(prefix='seg_perception_ort_') as scratch:
+        options = _options(ort, threads, spinning)
+        optimized = Path(scratch) / 'optimized.onnx'
+        if blocked:
+            options.optimized_model_filepath = str(optimized)
+        try:
+            session = ort.InferenceSession(model, options, providers=providers,
+                                           disabled_optimizers=disabled)
+        except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
+            raise ModelLoadError(artifact.path, f'not a loadable ONNX model ({err})') from err
+        if blocked and optimized.exists():
+            session, moved = _blocked_session(ort, session, optimized, proto, block,
+                                              _options(ort, threads, spinning), providers,
+                                              artifact)
+            if moved:
+                rewrites['blocked_layout'] = moved
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelLoadError(artifact.path, f'expected one network input, found {len(inputs)}')
@@ -81,25 +92,67 @@ def load(artifact: ModelArtifact, *, threads: int = 0,
     return OnnxRuntimeBackend(session, artifact, rewrites, spinning=spinning)
 
 
-def _rewritten(artifact: ModelArtifact) -> tuple[bytes | str, dict[str, int]]:
-    """The model with `onnxruntime_rewrites` applied, serialised, and what they replaced; the
-    file path instead when nothing matched, the onnx package is missing or the file does not
-    parse (ORT then reports it)."""
+def _options(ort, threads: int, spinning: bool):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(0, threads)
+    options.log_severity_level = 3  # errors only: warnings about unused initialisers are noise
+    # Off by default: idle intra-op threads otherwise spin after every run and take the cores
+    # that the node's post-processing and DDS threads need right then (fcn_tiny, 1280x720
+    # images, every output, 2 threads on 2 cores: 19.3 ms from callback to last publish
+    # spinning, 14.4 sleeping; bench_node). On, networks of many small ops run much faster:
+    # between two ops the workers need no wake-up (FBSNet end to end 142 vs 206 ms).
+    options.add_session_config_entry('session.intra_op.allow_spinning',
+                                     '1' if spinning else '0')
+    return options
+
+
+def _blocked_session(ort, session, optimized: Path, proto, block: int, options, providers,
+                     artifact: ModelArtifact):
+    """(session, ops moved): a session on ORT's optimised graph after `keep_blocked`, loaded
+    with optimisations off (the graph has had them); `session` itself, and 0, when nothing
+    moved or anything fails (said in the log: the model still runs, only slower)."""
+    import onnx
+
+    from seg_perception.core.backends.onnxruntime_blocked import keep_blocked
+    from seg_perception.core.backends.onnxruntime_rewrites import inferred_shapes
+
+    try:
+        graph = onnx.load(str(optimized))
+        shapes = {name: shape for name, shape in inferred_shapes(proto).items()
+                  if len(shape) == 4}
+        moved = keep_blocked(graph, shapes, block)
+        if not moved:
+            return session, 0
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(graph.SerializeToString(), options,
+                                    providers=providers), moved
+    except Exception:  # a graph the rewrite did not foresee: keep ORT's own
+        log.warning('blocked-layout rewrite failed on %s; running ORT\'s optimised graph',
+                    artifact.path, exc_info=True)
+        return session, 0
+
+
+def _rewritten(artifact: ModelArtifact):
+    """(model for ORT, what the rewrites replaced, the ModelProto or None).
+
+    The model is `onnxruntime_rewrites` applied and serialised; the file path instead when
+    nothing matched, the onnx package is missing or the file does not parse (ORT then
+    reports it). The ModelProto is None in the last two cases."""
     try:
         import onnx
     except ImportError:
         log.info('onnx not installed: %s runs without the ONNX Runtime rewrites', artifact.path)
-        return str(artifact.path), {}
+        return str(artifact.path), {}, None
     from seg_perception.core.backends.onnxruntime_rewrites import rewrite_for_onnxruntime
 
     try:
         model = onnx.load(str(artifact.path))
     except Exception:  # DecodeError, OSError, ...: let ORT report the file
-        return str(artifact.path), {}
+        return str(artifact.path), {}, None
     try:
         rewrites = rewrite_for_onnxruntime(model)
     except Exception:  # a graph the rewrites did not foresee: run it as it is, but say so
         log.warning('ONNX Runtime rewrites failed on %s; loading it unchanged', artifact.path,
                     exc_info=True)
-        return str(artifact.path), {}
-    return (model.SerializeToString(), rewrites) if rewrites else (str(artifact.path), {})
+        return str(artifact.path), {}, onnx.load(str(artifact.path))
+    return (model.SerializeToString() if rewrites else str(artifact.path)), rewrites, model

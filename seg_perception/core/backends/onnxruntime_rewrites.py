@@ -114,6 +114,23 @@ def fp16_weights_to_float(model: onnx.ModelProto) -> int:
     return len(casts)
 
 
+def inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Tensor name -> inferred dims (None where unknown), for every tensor whose rank ONNX
+    shape inference finds."""
+    import onnx
+
+    # data_prop: through Shape -> Concat into Resize sizes, so that the shapes after a Resize
+    # are known too.
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
+    except Exception:  # a graph data propagation cannot take: plain inference
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    return {info.name: tuple(d.dim_value if d.HasField('dim_value') else None
+                             for d in info.type.tensor_type.shape.dim)
+            for info in (*inferred.value_info, *inferred.input, *inferred.output)
+            if info.type.tensor_type.HasField('shape')}
+
+
 @cache
 def nchwc_block_size() -> int:
     """Channels per block of ORT's NCHWc layout on this CPU (MLAS: 16 with AVX-512F, 8 with
@@ -370,19 +387,7 @@ class _Graph:
         self._producers = {out: node for node in graph.node for out in node.output}
         self._initializers = {init.name: init for init in graph.initializer}
         if self.shapes:
-            import onnx
-
-            # data_prop: through Shape -> Concat into Resize sizes, so that the shapes after
-            # a Resize are known too.
-            try:
-                inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph
-            except Exception:  # a graph data propagation cannot take: plain inference
-                inferred = onnx.shape_inference.infer_shapes(self.model).graph
-            for info in (*inferred.value_info, *inferred.input, *inferred.output):
-                if info.type.tensor_type.HasField('shape'):
-                    self._shapes[info.name] = tuple(
-                        d.dim_value if d.HasField('dim_value') else None
-                        for d in info.type.tensor_type.shape.dim)
+            self._shapes = inferred_shapes(self.model)
 
     def producer(self, name: str, op_type: str) -> onnx.NodeProto | None:
         node = self._producers.get(name)

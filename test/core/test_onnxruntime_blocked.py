@@ -1,0 +1,206 @@
+"""The blocked-layout rewrite of ORT's optimised graph (`onnxruntime_blocked`): each kind of
+op it moves, against ORT's own graph, on real ONNX Runtime sessions; where it must not move
+an op; and JetSeg through the backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from seg_perception.core.backends import create_backend  # noqa: E402
+from seg_perception.core.backends.onnxruntime_backend import load  # noqa: E402
+from seg_perception.core.backends.onnxruntime_blocked import keep_blocked  # noqa: E402
+from seg_perception.core.backends.onnxruntime_rewrites import (  # noqa: E402
+    inferred_shapes,
+    nchwc_block_size,
+)
+from seg_perception.models import build_model  # noqa: E402
+from seg_perception.models.export import export_onnx  # noqa: E402
+
+BLOCK = nchwc_block_size()
+pytestmark = pytest.mark.skipif(not BLOCK, reason='ONNX Runtime uses no NCHWc layout on '
+                                                  'this CPU (needs x86 with AVX2)')
+SHAPE = (1, 2 * BLOCK if BLOCK else 16, 10, 12)
+
+
+class Net:
+    """A hand-built ONNX graph: convs around the ops under test, so that ORT's transformer
+    blocks the convs and reorders around the rest."""
+
+    def __init__(self, channels: int = SHAPE[1]):
+        self.nodes, self.inits, self.channels = [], [], channels
+        self.rng = np.random.default_rng(0)
+
+    def conv(self, x: str, out: str, cout: int | None = None, kernel: int = 3,
+             cin: int | None = None) -> str:
+        cout = cout or self.channels
+        w = self.rng.standard_normal((cout, cin or self.channels, kernel, kernel)) * 0.2
+        self.inits.append(numpy_helper.from_array(w.astype(np.float32), f'{out}.w'))
+        self.nodes.append(helper.make_node('Conv', [x, f'{out}.w'], [out], name=out,
+                                           pads=[kernel // 2] * 4))
+        return out
+
+    def const(self, name: str, value) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], out: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def model(self, output: str, shape=None) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            self.nodes, 'net', [helper.make_tensor_value_info('x', TensorProto.FLOAT, SHAPE)],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)], self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)],
+                                 ir_version=8)
+
+
+def _options(**kw) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    for key, value in kw.items():
+        setattr(options, key, value)
+    return options
+
+
+def _optimized(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
+    """ORT's own optimised graph (with the NCHWc transform), as it writes it."""
+    path = tmp_path / 'optimized.onnx'
+    ort.InferenceSession(model.SerializeToString(), _options(optimized_model_filepath=str(path)),
+                         providers=['CPUExecutionProvider'])
+    return onnx.load(str(path))
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray, optimise: bool = True) -> np.ndarray:
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise else \
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   _options(graph_optimization_level=level),
+                                   providers=['CPUExecutionProvider'])
+    return session.run(None, {'x': x})[0]
+
+
+def _reorders(model: onnx.ModelProto) -> int:
+    return sum(n.op_type in ('ReorderInput', 'ReorderOutput') for n in model.graph.node)
+
+
+def _rewrite(model: onnx.ModelProto, tmp_path):
+    """(ORT's output, the rewritten graph's output, ops moved, reorders before, after)."""
+    x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3
+    optimized = _optimized(model, tmp_path)
+    before = _reorders(optimized)
+    moved = keep_blocked(optimized, inferred_shapes(model), BLOCK)
+    return _run(model, x), _run(optimized, x, optimise=False), moved, before, \
+        _reorders(optimized)
+
+
+def test_elementwise_chain_between_convs_stays_blocked_bit_for_bit(tmp_path):
+    """JetSeg's REU, x * exp(min(x, 0)), between two convs: ORT reorders out and back in."""
+    net = Net()
+    c = net.conv('x', 'c')
+    clipped = net.op('Clip', [c, '', net.const('zero', 0.0)], 'clip')
+    net.op('Mul', [c, net.op('Exp', [clipped], 'exp')], 'reu')
+    model = net.model(net.conv('reu', 'y'))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 3 and after == before - 2
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_same_shape_operand_from_outside_gets_its_own_reorder(tmp_path):
+    """Add(blocked REU-like output, a plain tensor of the same shape): the plain operand is
+    reordered in, the Add's output no longer needs reordering back out and in again."""
+    net = Net()
+    a = net.op('Exp', [net.conv('x', 'a')], 'exp')
+    net.op('Add', [a, net.op('Softsign', ['x'], 'plain')], 'sum')  # Softsign: never blocked
+    model = net.model(net.conv('sum', 'y'))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 2 and after == before - 1
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_broadcast_operand_is_never_moved(tmp_path):
+    """x * attention[1, C, 1, 1]: in the blocked buffer the attention would meet the wrong
+    channels, so the Mul stays plain."""
+    net = Net()
+    c = net.conv('x', 'c')
+    att = net.op('Sigmoid', [net.op('ReduceMean', [c], 'pool', axes=[2, 3])], 'att')
+    net.op('Mul', [c, att], 'scaled')
+    model = net.model(net.conv('scaled', 'y'))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 0 and after == before
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize('channels,moves', [(BLOCK, True), (BLOCK // 2, False)])
+def test_concat_moves_only_for_whole_blocks(channels, moves, tmp_path):
+    net = Net()
+    parts = [net.op('Exp', [net.conv('x', f'c{i}', cout=channels)], f'e{i}') for i in range(2)]
+    net.op('Concat', parts, 'cat', axis=1)
+    model = net.model(net.conv('cat', 'y', cin=2 * channels))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    if moves:
+        assert moved == 3 and after == before - 3
+    else:
+        # The Exps alone would only move the ReorderOutputs after them.
+        assert moved == 0 and after == before
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize('mode,transform', [('linear', 'half_pixel'),
+                                            ('linear', 'align_corners'),
+                                            ('nearest', 'asymmetric')])
+def test_integer_resize_after_a_moved_op_becomes_the_nchwc_upsample(mode, transform,
+                                                                     tmp_path):
+    net = Net()
+    e = net.op('Exp', [net.conv('x', 'c')], 'exp')
+    net.op('Resize', [e, '', net.const('scales', [1, 1, 2, 2])], 'up', mode=mode,
+           coordinate_transformation_mode=transform, nearest_mode='floor')
+    model = net.model(net.conv('up', 'y'))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 2 and after == before - 2
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_non_integer_resize_stays_plain(tmp_path):
+    net = Net()
+    e = net.op('Exp', [net.conv('x', 'c')], 'exp')
+    net.op('Resize', [e, '', net.const('scales', [1, 1, 1.5, 1.5])], 'up', mode='linear')
+    model = net.model(net.conv('up', 'y'))
+    optimized = _optimized(model, tmp_path)
+    keep_blocked(optimized, inferred_shapes(model), BLOCK)
+    assert 'Upsample' not in [n.op_type for n in optimized.graph.node]
+
+
+def test_nothing_moves_where_no_reordering_is_saved(tmp_path):
+    """Conv -> Exp -> Transpose: the Transpose needs the plain layout anyway, so moving the
+    Exp would only move the ReorderOutput after it."""
+    net = Net()
+    net.op('Transpose', [net.op('Exp', [net.conv('x', 'c')], 'exp')], 'y', perm=[0, 1, 3, 2])
+    model = net.model('y')
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 0 and after == before
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_jetseg_through_the_backend_matches_the_unrewritten_session(tmp_path):
+    torch.manual_seed(0)
+    net = build_model('jetseg', num_classes=11).eval()
+    artifact = export_onnx(net, tmp_path / 'jetseg.onnx', model_name='jetseg',
+                           class_set='camvid11', num_classes=11, input_size=(96, 128))
+    blocked = create_backend('onnxruntime', artifact)
+    plain = load(artifact, blocked_layout=False)
+    assert blocked.rewrites.get('blocked_layout', 0) >= 10
+    assert 'blocked_layout' not in plain.rewrites
+    assert f"blocked_layout x{blocked.rewrites['blocked_layout']}" in \
+        blocked.describe()['rewrites']
+    pixels = np.random.default_rng(2).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+    expected, got = plain.infer(pixels), blocked.infer(pixels)
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert (got.argmax(1) == expected.argmax(1)).all()

@@ -154,6 +154,7 @@ def test_concat_moves_only_for_whole_blocks(channels, moves, tmp_path):
 
 
 @pytest.mark.parametrize('mode,transform', [('linear', 'half_pixel'),
+                                            ('linear', 'asymmetric'),
                                             ('linear', 'align_corners'),
                                             ('nearest', 'asymmetric')])
 def test_integer_resize_after_a_moved_op_becomes_the_nchwc_upsample(mode, transform,
@@ -168,10 +169,14 @@ def test_integer_resize_after_a_moved_op_becomes_the_nchwc_upsample(mode, transf
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
-def test_non_integer_resize_stays_plain(tmp_path):
+@pytest.mark.parametrize('scales,transform', [([1, 1, 1.5, 1.5], 'half_pixel'),
+                                             ([1, 1, 2, 2], 'pytorch_half_pixel')])
+def test_resize_stays_plain_where_the_nchwc_upsample_differs(scales, transform, tmp_path):
+    """Non-integer factors, and a transformation mode ORT's NCHWc Upsample refuses."""
     net = Net()
     e = net.op('Exp', [net.conv('x', 'c')], 'exp')
-    net.op('Resize', [e, '', net.const('scales', [1, 1, 1.5, 1.5])], 'up', mode='linear')
+    net.op('Resize', [e, '', net.const('scales', scales)], 'up', mode='linear',
+           coordinate_transformation_mode=transform)
     model = net.model(net.conv('up', 'y'))
     optimized = _optimized(model, tmp_path)
     keep_blocked(optimized, inferred_shapes(model), BLOCK)
@@ -204,3 +209,39 @@ def test_jetseg_through_the_backend_matches_the_unrewritten_session(tmp_path):
     expected, got = plain.infer(pixels), blocked.infer(pixels)
     assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
     assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_a_misread_graph_is_caught_by_the_probe_and_ort_graph_kept(tmp_path, caplog):
+    """The backend's guard: shapes that lie (taken from a look-alike model whose attention is
+    full size, not [1, C, 1, 1]) make the rewrite move a broadcast Mul; the probe image shows
+    the scores changed, and the backend keeps ORT's own session."""
+    from types import SimpleNamespace
+
+    from seg_perception.core.backends import onnxruntime_backend
+
+    def build(full_size_attention: bool) -> onnx.ModelProto:
+        net = Net()
+        c = net.conv('x', 'c')
+        if full_size_attention:
+            net.op('Exp', [c], 'pool')
+        else:
+            net.op('ReduceMean', [c], 'pool', axes=[2, 3])
+        net.op('Sigmoid', [net.conv('pool', 'a', kernel=1)], 'att')
+        net.op('Mul', [c, 'att'], 'scaled')
+        return net.model(net.conv('scaled', 'y'))
+
+    real, look_alike = build(False), build(True)
+    path = tmp_path / 'optimized.onnx'
+    session = ort.InferenceSession(real.SerializeToString(),
+                                   _options(optimized_model_filepath=str(path)),
+                                   providers=['CPUExecutionProvider'])
+    moved_anyway = keep_blocked(onnx.load(str(path)), inferred_shapes(look_alike), BLOCK)
+    assert moved_anyway > 0   # the lie does mislead the rewrite
+    artifact = SimpleNamespace(path=tmp_path / 'real.onnx', input_size=SHAPE[2:])
+    kept, moved = onnxruntime_backend._blocked_session(
+        ort, session, path, look_alike, BLOCK, _options(), ['CPUExecutionProvider'], artifact)
+    assert kept is session and moved == 0
+    assert 'changed the scores' in caplog.text
+    honest, moved = onnxruntime_backend._blocked_session(
+        ort, session, path, real, BLOCK, _options(), ['CPUExecutionProvider'], artifact)
+    assert honest is session and moved == 0   # nothing to gain in the real graph

@@ -44,10 +44,10 @@ _UNARY = frozenset({'Abs', 'Celu', 'Clip', 'Elu', 'Erf', 'Exp', 'HardSigmoid', '
                     'Identity', 'LeakyRelu', 'Neg', 'Relu', 'Selu', 'Sigmoid', 'Softplus',
                     'Tanh'})
 _BINARY = frozenset({'Add', 'Max', 'Min', 'Mul', 'Sub', 'Sum'})
-# (mode, coordinate_transformation_mode) pairs ORT's NCHWc Upsample computes like Resize.
-_UPSAMPLE_MODES = frozenset({('linear', 'half_pixel'), ('linear', 'pytorch_half_pixel'),
-                             ('linear', 'asymmetric'), ('linear', 'align_corners'),
-                             ('nearest', 'asymmetric')})
+# (mode, coordinate_transformation_mode) pairs ORT's NCHWc Upsample computes like Resize
+# (each one tested; it refuses 'pytorch_half_pixel').
+_UPSAMPLE_MODES = frozenset({('linear', 'half_pixel'), ('linear', 'asymmetric'),
+                             ('linear', 'align_corners'), ('nearest', 'asymmetric')})
 
 
 @dataclass(frozen=True)

@@ -125,17 +125,48 @@ def test_same_shape_operand_from_outside_gets_its_own_reorder(tmp_path):
     assert got.tobytes() == expected.tobytes()
 
 
-def test_broadcast_operand_is_never_moved(tmp_path):
-    """x * attention[1, C, 1, 1]: in the blocked buffer the attention would meet the wrong
-    channels, so the Mul stays plain."""
+def test_broadcast_add_stays_plain(tmp_path):
+    """x + bias[1, C, 1, 1]: in the blocked buffer the bias would meet the wrong channels,
+    and only Mul has a blocked broadcast form (the depthwise conv below)."""
     net = Net()
     c = net.conv('x', 'c')
-    att = net.op('Sigmoid', [net.op('ReduceMean', [c], 'pool', axes=[2, 3])], 'att')
-    net.op('Mul', [c, att], 'scaled')
-    model = net.model(net.conv('scaled', 'y'))
+    bias = net.op('Sigmoid', [net.op('ReduceMax', [c], 'pool', axes=[2, 3])], 'bias')
+    net.op('Add', [c, bias], 'shifted')
+    model = net.model(net.conv('shifted', 'y'))
     expected, got, moved, before, after = _rewrite(model, tmp_path)
     assert moved == 0 and after == before
     assert got.tobytes() == expected.tobytes()
+
+
+def test_channel_attention_stays_blocked_pool_and_scale(tmp_path):
+    """Squeeze-and-excite: x * sigmoid(conv(mean over H, W)). The mean becomes NCHWc
+    GlobalAveragePool feeding the blocked 1 x 1 conv directly; the Mul a depthwise NCHWc conv
+    whose filter is the attention. All four reorders around them go."""
+    net = Net()
+    c = net.conv('x', 'c')
+    pooled = net.op('ReduceMean', [c], 'pool', axes=[2, 3], keepdims=1)
+    net.op('Sigmoid', [net.conv(pooled, 'a', kernel=1)], 'att')
+    net.op('Mul', [c, 'att'], 'scaled')
+    model = net.model(net.conv('scaled', 'y'))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 2 and after == before - 4
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+def test_pool_without_kept_dims_comes_back_to_its_own_shape(tmp_path):
+    """ReduceMean(keepdims=0) read by a plain Reshape: the pooled vector is reordered out
+    (C numbers) and reshaped to [1, C]; the attention Mul still moves."""
+    net = Net()
+    c = net.conv('x', 'c')
+    flat = net.op('ReduceMean', [c], 'pool', axes=[2, 3], keepdims=0)
+    back = net.op('Reshape', [flat, '_shape'], 'back')
+    net.inits.append(numpy_helper.from_array(np.array([1, SHAPE[1], 1, 1], np.int64),
+                                             '_shape'))
+    net.op('Mul', [c, net.op('Sigmoid', [back], 'att')], 'scaled')
+    model = net.model(net.conv('scaled', 'y'))
+    expected, got, moved, before, after = _rewrite(model, tmp_path)
+    assert moved == 2
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize('channels,moves', [(BLOCK, True), (BLOCK // 2, False)])
@@ -213,8 +244,9 @@ def test_jetseg_through_the_backend_matches_the_unrewritten_session(tmp_path):
 
 def test_a_misread_graph_is_caught_by_the_probe_and_ort_graph_kept(tmp_path, caplog):
     """The backend's guard: shapes that lie (taken from a look-alike model whose attention is
-    full size, not [1, C, 1, 1]) make the rewrite move a broadcast Mul; the probe image shows
-    the scores changed, and the backend keeps ORT's own session."""
+    full size, not [1, C, 1, 1]) make the rewrite move a broadcast Mul as if it were
+    elementwise; the probe image shows the scores changed, and the backend keeps ORT's own
+    session. With the true shapes it moves the Mul in its depthwise-conv form."""
     from types import SimpleNamespace
 
     from seg_perception.core.backends import onnxruntime_backend
@@ -244,4 +276,4 @@ def test_a_misread_graph_is_caught_by_the_probe_and_ort_graph_kept(tmp_path, cap
     assert 'changed the scores' in caplog.text
     honest, moved = onnxruntime_backend._blocked_session(
         ort, session, path, real, BLOCK, _options(), ['CPUExecutionProvider'], artifact)
-    assert honest is session and moved == 0   # nothing to gain in the real graph
+    assert honest is not session and moved == 2   # the pool and the Mul, as a depthwise conv

@@ -122,9 +122,7 @@ def _blocked_session(ort, session, optimized: Path, proto, block: int, options, 
 
     try:
         graph = onnx.load(str(optimized))
-        shapes = {name: shape for name, shape in inferred_shapes(proto).items()
-                  if len(shape) == 4}
-        moved = keep_blocked(graph, shapes, block)
+        moved = keep_blocked(graph, inferred_shapes(proto), block)
         if not moved:
             return session, 0
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -100,3 +100,18 @@ def test_the_pause_before_each_timed_call_is_not_timed():
                                 pause=0.02)
     assert time.perf_counter() - start >= 6 * 0.02  # a pause before each of the 6 calls
     assert all(m < 10 for m in medians.values())  # ms: the pauses are outside the timing
+
+
+def test_plain_onnxruntime_row_measures_the_blocked_layout_rewrite(capsys):
+    """`onnxruntime-plain`: ORT without the blocked-layout rewrite, with an informational
+    ratio (no target) on the onnxruntime row."""
+    args = ['--model', 'jetseg', '--backend', 'onnxruntime', 'onnxruntime-plain', '--size',
+            '64x96', '--warmup', '0', '--runs', '1', '--num-classes', '11']
+    assert main(args + ['--json']) == 0
+    ort, plain = json.loads(capsys.readouterr().out)
+    assert plain['backend'] == 'onnxruntime-plain' and plain['median_ms'] > 0
+    assert abs(ort['vs_onnxruntime_plain'] - ort['median_ms'] / plain['median_ms']) < 1e-9
+    assert main(args) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines()
+                if 'onnxruntime / onnxruntime-plain = ' in x)
+    assert '<=' not in line   # information, not a target

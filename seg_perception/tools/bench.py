@@ -10,11 +10,13 @@ job, the CPU clock) hits them alike and their ratios stay meaningful. Backends:
 `torch` (eager), `onnxruntime` (the model exported to ONNX at that size, opset 17),
 `onnxruntime-int8` (binary models only: the deploy-mode INT8 Q/DQ export), `openvino` and
 `openvino-int8` (the same two files on OpenVINO's CPU runtime, in f32 / INT8; where OpenVINO is
-installed) and `tensorrt` (where TensorRT and a prebuilt engine exist; otherwise the row says
-why it is missing). ONNX Runtime runs as the node runs it, its idle intra-op threads sleeping
-between ops; `--spin` lets them spin (the node's `intra_op_spinning: true`), which is much
-faster with 2+ threads; spinning threads left behind would take a core from the next backend
-timed, so with `--spin` each timed call comes after 50 ms of idle (`--pause-ms`).
+installed), `tensorrt` (where TensorRT and a prebuilt engine exist; otherwise the row says
+why it is missing) and `onnxruntime-plain` (ORT without the package's blocked-layout rewrite,
+`core/backends/onnxruntime_blocked.py`, to measure what it gains). ONNX Runtime runs as the
+node runs it, its idle intra-op threads sleeping between ops; `--spin` lets them spin (the
+node's `intra_op_spinning: true`), which is much faster with 2+ threads; spinning threads left
+behind would take a core from the next backend timed, so with `--spin` each timed call comes
+after 50 ms of idle (`--pause-ms`).
 
 After the table come the ratios of each model and size, measured in the same turns, against
 the deployment targets: ONNX Runtime <= 0.6 x eager torch, and a binary model's INT8 Q/DQ
@@ -45,12 +47,16 @@ from seg_perception.tools.complexity import parse_size
 # Input sizes of the lightweight-BiSeNet paper's FPS table, given there as W x H.
 PAPER_SIZES_WH = ((1024, 1024), (1280, 720), (800, 800), (600, 600), (640, 360), (400, 400))
 DEFAULT_SIZES = ((360, 480), (512, 1024))
-BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'openvino', 'openvino-int8', 'tensorrt')
-# (numerator backend, denominator backend, target ratio, JSON key) of the deployment targets.
+BACKENDS = ('torch', 'onnxruntime', 'onnxruntime-int8', 'openvino', 'openvino-int8', 'tensorrt',
+            'onnxruntime-plain')
+# (numerator backend, denominator backend, target ratio, JSON key) of the deployment targets;
+# a target of None: a ratio printed for information (ORT with its blocked-layout rewrite
+# against ORT without it, 'onnxruntime-plain', which only the bench has).
 RATIO_TARGETS = (('onnxruntime', 'torch', 0.6, 'vs_torch'),
                  ('onnxruntime-int8', 'onnxruntime', 0.6, 'vs_onnxruntime'),
                  ('openvino', 'torch', 0.6, 'vs_torch'),
-                 ('openvino-int8', 'openvino', 0.6, 'vs_openvino'))
+                 ('openvino-int8', 'openvino', 0.6, 'vs_openvino'),
+                 ('onnxruntime', 'onnxruntime-plain', None, 'vs_onnxruntime_plain'))
 # INT8 Q/DQ backend -> the float backend whose labels it must equal.
 INT8_OF = {'onnxruntime-int8': 'onnxruntime', 'openvino-int8': 'openvino'}
 
@@ -120,9 +126,15 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
         export_onnx(model, path, model_name=name, class_set=class_set_for(num_classes),
                     num_classes=num_classes, input_size=size, qdq=qdq)
         try:
-            runner = create_backend(INT8_OF.get(backend, backend), load_artifact(path),
-                                    threads=threads, spinning=spinning,
-                                    precision='int8' if qdq else 'fp16')
+            if backend == 'onnxruntime-plain':  # ORT's own optimised graph, not rewritten
+                from seg_perception.core.backends import onnxruntime_backend
+
+                runner = onnxruntime_backend.load(load_artifact(path), threads=threads,
+                                                  spinning=spinning, blocked_layout=False)
+            else:
+                runner = create_backend(INT8_OF.get(backend, backend), load_artifact(path),
+                                        threads=threads, spinning=spinning,
+                                        precision='int8' if qdq else 'fp16')
         except BackendUnavailable as err:
             return str(err)
 
@@ -250,9 +262,9 @@ def ratio_lines(rows: list[dict]) -> list[str]:
         for num, den, target, key in RATIO_TARGETS:
             if r['backend'] != num or key not in r:
                 continue
-            verdict = 'met' if r[key] <= target else 'MISSED'
-            line = (f'  {r["model"]:<14} {r["size"]:>10}  {num} / {den} = {r[key]:.2f} '
-                    f'(<= {target}: {verdict})')
+            line = f'  {r["model"]:<14} {r["size"]:>10}  {num} / {den} = {r[key]:.2f}'
+            if target is not None:
+                line += f' (<= {target}: {"met" if r[key] <= target else "MISSED"})'
             if 'labels_equal_pct' in r:
                 line += f', labels equal on {r["labels_equal_pct"]:.3f} % of pixels'
             out.append(line)

@@ -115,3 +115,23 @@ def test_plain_onnxruntime_row_measures_the_blocked_layout_rewrite(capsys):
     line = next(x for x in capsys.readouterr().out.splitlines()
                 if 'onnxruntime / onnxruntime-plain = ' in x)
     assert '<=' not in line   # information, not a target
+
+
+def test_gflops_per_row_and_the_matrix_product_peak(capsys):
+    """Every timed row carries the model's conv / linear FLOPs per second; --peak adds the
+    FP32 matrix-product rate of each backend's library (to read the first against)."""
+    from seg_perception.tools.bench import model_flops
+
+    args = ['--model', 'fcn_tiny', '--backend', 'torch', 'onnxruntime', '--size', '64x96',
+            '--warmup', '0', '--runs', '1', '--num-classes', '11', '--peak']
+    assert main(args + ['--json']) == 0
+    rows = json.loads(capsys.readouterr().out)
+    flops = model_flops('fcn_tiny', (64, 96), 11)
+    assert flops > 0
+    for row in rows:
+        assert abs(row['gflop_per_s'] - flops / row['median_ms'] / 1e6) < 1e-6
+        assert 10 < row['gemm_gflop_per_s'] < 1e5   # a real measurement, in GFLOP/s
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert 'GFLOP/s' in out.splitlines()[0]
+    assert 'FP32 matrix product here (1536^3, threads: default): torch ' in out

@@ -145,6 +145,50 @@ def prepare(name: str, backend: str, size: tuple[int, int], *, num_classes: int,
     return run
 
 
+GEMM_N = 1536  # matrix size of --peak: large enough for either library's best kernel
+
+
+def model_flops(name: str, size: tuple[int, int], num_classes: int) -> int:
+    """FLOPs (2 x MACs) of the conv and linear layers of zoo model `name` at `size`; binary
+    layers count as float, which is what the float graphs compute."""
+    from seg_perception.models import build_model
+    from seg_perception.models.complexity import count
+
+    return count(build_model(name, num_classes=num_classes), size).flops
+
+
+def gemm_peak(threads: int, n: int = GEMM_N, runs: int = 10) -> dict[str, float]:
+    """GFLOP/s of an n x n x n FP32 matrix product on torch and on ONNX Runtime (median of
+    `runs`): about the most either gets from this CPU, so a model's GFLOP/s near it leaves
+    no room for a faster schedule of the same arithmetic."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    forwards = {'torch': lambda: ta @ tb}
+    try:
+        from onnx import TensorProto, helper, numpy_helper
+        import onnxruntime as ort
+
+        graph = helper.make_graph(
+            [helper.make_node('MatMul', ['a', 'b'], ['c'])], 'gemm',
+            [helper.make_tensor_value_info('a', TensorProto.FLOAT, [n, n])],
+            [helper.make_tensor_value_info('c', TensorProto.FLOAT, [n, n])],
+            [numpy_helper.from_array(b, 'b')])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(0, threads)
+        session = ort.InferenceSession(
+            helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)],
+                              ir_version=8).SerializeToString(),
+            options, providers=['CPUExecutionProvider'])
+        forwards['onnxruntime'] = lambda: session.run(None, {'a': a})
+    except ImportError:
+        pass
+    medians = time_side_by_side(forwards, warmup=2, runs=runs)
+    return {k: 2 * n ** 3 / ms / 1e6 for k, ms in medians.items()}
+
+
 def _row(name: str, backend: str, size: tuple[int, int], median: float | None,
          skipped: str = '') -> dict:
     row = {'model': name, 'backend': backend, 'size': f'{size[0]}x{size[1]}',
@@ -174,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                         help='idle time before each timed call (default 50 with --spin, '
                              'else 0): spinning threads left by one backend would otherwise '
                              'take a core from the next one timed')
+    parser.add_argument('--peak', action='store_true',
+                        help='also time an FP32 matrix product on torch and ONNX Runtime: '
+                             "the GFLOP/s this machine's cores reach, to read the models' "
+                             'GFLOP/s column against')
     parser.add_argument('--json', action='store_true', help='print a JSON list')
     parser.add_argument('--csv', type=Path, help='also write a CSV here')
     parser.add_argument('--plot', type=Path, metavar='FILE.png',
@@ -210,10 +258,18 @@ def main(argv: list[str] | None = None) -> int:
             case = [_row(name, b, size, medians.get(b), '' if callable(p) else p)
                     for b, p in prepared.items()]
             add_ratios(case, prepared)
+            flops = model_flops(name, size, args.num_classes)
             for row in case:
                 if row['backend'].startswith('onnxruntime'):
                     row['intra_op_spinning'] = args.spin
+                if row['median_ms'] is not None:
+                    row['gflop_per_s'] = flops / row['median_ms'] / 1e6
             rows += case
+    peak = gemm_peak(args.threads) if args.peak else {}
+    for row in rows:
+        family = row['backend'].split('-')[0]
+        if family in peak:
+            row['gemm_gflop_per_s'] = peak[family]
     if args.csv:
         lines = ['model,backend,size,median_ms,fps'] + [
             f'{r["model"]},{r["backend"]},{r["size"]},{_num(r["median_ms"])},{_num(r["fps"])}'
@@ -225,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    print(f'{"model":<14} {"backend":<16} {"size":>10} {"median ms":>10} {"FPS":>8}')
+    print(f'{"model":<14} {"backend":<17} {"size":>10} {"median ms":>10} {"FPS":>8} '
+          f'{"GFLOP/s":>8}')
     for r in rows:
         if r['median_ms'] is None:
-            print(f'{r["model"]:<14} {r["backend"]:<16} {r["size"]:>10}  skipped: {r["skipped"]}')
+            print(f'{r["model"]:<14} {r["backend"]:<17} {r["size"]:>10}  skipped: {r["skipped"]}')
             continue
-        print(f'{r["model"]:<14} {r["backend"]:<16} {r["size"]:>10} {r["median_ms"]:>10.1f} '
-              f'{r["fps"]:>8.2f}')
+        print(f'{r["model"]:<14} {r["backend"]:<17} {r["size"]:>10} {r["median_ms"]:>10.1f} '
+              f'{r["fps"]:>8.2f} {r["gflop_per_s"]:>8.1f}')
+    if peak:
+        print(f'\nFP32 matrix product here ({GEMM_N}^3, threads: {args.threads or "default"}): '
+              + ', '.join(f'{k} {v:.0f} GFLOP/s' for k, v in peak.items()))
     lines = ratio_lines(rows)
     if lines:
         spin = 'on' if args.spin else 'off (--spin for on)'

@@ -20,6 +20,7 @@ from seg_perception.core.backends import create_backend  # noqa: E402
 from seg_perception.core.backends.onnxruntime_rewrites import (  # noqa: E402
     narrow_conv_to_column_split,
     nchwc_block_size,
+    parallel_convs_to_one,
     prelu_to_fast_forms,
     rewrite_for_onnxruntime,
     sign_to_hard_sigmoids,
@@ -197,6 +198,69 @@ def test_column_split_only_for_narrow_wide_kernel_stride_one_convs(cout, kernel,
     assert narrow_conv_to_column_split(_conv_model(16, 4, (7, 7)), block=0) == 0  # no NCHWc
 
 
+def _parallel_model(branches, act='Relu', shape=(1, 3, 20, 24)) -> onnx.ModelProto:
+    """x -> one Conv per (cout, kernel, pads, strides, dilations) branch, each then `act`
+    (None: none) -> Concat on channels."""
+    rng = np.random.default_rng(3)
+    nodes, inits, outs = [], [], []
+    for i, (cout, k, pads, strides, dil) in enumerate(branches):
+        w = rng.standard_normal((cout, shape[1], k, k)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f'w{i}'),
+                  numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), f'b{i}')]
+        nodes.append(helper.make_node('Conv', ['x', f'w{i}', f'b{i}'], [f'c{i}'], pads=pads,
+                                      strides=strides, dilations=dil, name=f'conv{i}'))
+        if act:
+            nodes.append(helper.make_node(act, [f'c{i}'], [f'a{i}'], name=f'act{i}'))
+        outs.append(f'a{i}' if act else f'c{i}')
+    nodes.append(helper.make_node('Concat', outs, ['y'], axis=1, name='cat'))
+    graph = helper.make_graph(nodes, 'parallel', [helper.make_tensor_value_info(
+        'x', TensorProto.FLOAT, shape)], [helper.make_tensor_value_info(
+            'y', TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8)
+
+
+GATEWAY = [(4, 3, [1] * 4, [1, 1], [1, 1]), (4, 5, [2] * 4, [1, 1], [1, 1]),
+           (8, 7, [3] * 4, [1, 1], [1, 1])]
+
+
+@pytest.mark.parametrize('branches,act', [
+    (GATEWAY, 'Relu'),                                              # BiSegUNet's gateway
+    (GATEWAY, None),
+    ([(4, 1, [0] * 4, [2, 2], [6, 6]), (4, 3, [6] * 4, [2, 2], [6, 6])], 'Relu'),  # ASPP-like
+    ([(4, 3, [1] * 4, [1, 1], [1, 1]), (4, 3, [2, 2, 0, 0], [1, 1], [1, 1])], None),  # shifted
+])
+def test_parallel_convs_become_one_conv_with_the_same_outputs(branches, act):
+    model = _parallel_model(branches, act)
+    x = np.random.default_rng(4).standard_normal((1, 3, 20, 24)).astype(np.float32)
+    expected = _session(model).run(None, {'x': x})[0]
+    assert parallel_convs_to_one(model) == 1
+    assert [n.op_type for n in model.graph.node] == ['Conv'] + ([act] if act else [])
+    got = _session(model).run(None, {'x': x})[0]
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize('branches', [
+    [(4, 3, [1] * 4, [1, 1], [1, 1]), (4, 3, [1] * 4, [2, 2], [1, 1])],   # strides differ
+    [(4, 3, [1] * 4, [1, 1], [1, 1]), (4, 3, [2] * 4, [1, 1], [2, 2])],   # dilations differ
+    [(4, 3, [2] * 4, [1, 1], [2, 2]), (4, 3, [1, 1, 3, 3], [1, 1], [2, 2])],  # half a tap
+])
+def test_parallel_convs_kept_where_they_do_not_combine(branches):
+    model = _parallel_model(branches)
+    before = [n.op_type for n in model.graph.node]
+    assert parallel_convs_to_one(model) == 0
+    assert [n.op_type for n in model.graph.node] == before
+
+
+def test_parallel_convs_kept_when_a_branch_is_read_elsewhere_or_acts_differ():
+    model = _parallel_model(GATEWAY)
+    model.graph.output.append(helper.make_tensor_value_info('c1', TensorProto.FLOAT, None))
+    assert parallel_convs_to_one(model) == 0   # c1 is also a graph output
+    model = _parallel_model(GATEWAY)
+    model.graph.node[1].op_type = 'Sigmoid'    # act0 differs from the others
+    assert parallel_convs_to_one(model) == 0
+
+
 def _randomise(net: nn.Module) -> nn.Module:
     """`trained_like_statistics` plus per-channel PReLU slopes (fresh ones are all 0.25)."""
     trained_like_statistics(net)
@@ -222,6 +286,7 @@ def test_backend_matches_torch_for_every_zoo_model(name, tmp_path):
                            class_set='camvid11', num_classes=NUM_CLASSES, input_size=size)
     backend = create_backend('onnxruntime', artifact)
     assert backend.rewrites.get('prelu', 0) == _graph_ops(artifact.path).count('PRelu')
+    assert backend.rewrites.get('parallel_convs', 0) == (name == 'bisegunet')  # its gateway
     block = nchwc_block_size()
     if name == 'bisegunet' and block:  # every sign but those on 8 and 4 channels (8: AVX2 only)
         unaligned = 2 if block == 16 else 1

@@ -277,3 +277,25 @@ def test_a_misread_graph_is_caught_by_the_probe_and_ort_graph_kept(tmp_path, cap
     honest, moved = onnxruntime_backend._blocked_session(
         ort, session, path, real, BLOCK, _options(), ['CPUExecutionProvider'], artifact)
     assert honest is not session and moved == 2   # the pool and the Mul, as a depthwise conv
+
+
+def test_model_still_loads_when_ort_cannot_write_its_optimised_graph(tmp_path, monkeypatch,
+                                                                       caplog):
+    """A scratch directory ORT cannot write to (here: one that does not exist) costs only
+    the rewrite: the backend says so and loads the model as ORT optimises it."""
+    import contextlib
+
+    from seg_perception.core.backends import onnxruntime_backend
+
+    torch.manual_seed(0)
+    artifact = export_onnx(build_model('jetseg', num_classes=11).eval(),
+                           tmp_path / 'jetseg.onnx', model_name='jetseg', class_set='camvid11',
+                           num_classes=11, input_size=(96, 128))
+    missing = tmp_path / 'missing' / 'dir'
+    monkeypatch.setattr(onnxruntime_backend.tempfile, 'TemporaryDirectory',
+                        lambda **_: contextlib.nullcontext(str(missing)))
+    backend = load(artifact)
+    assert 'blocked_layout' not in backend.rewrites
+    assert 'runs without the blocked-layout rewrite' in caplog.text
+    pixels = np.random.default_rng(2).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+    assert backend.infer(pixels).shape == (1, 11, 96, 128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 import tempfile
@@ -67,20 +68,39 @@ def load(artifact: ModelArtifact, *, threads: int = 0, spinning: bool = False,
     block = nchwc_block_size()
     blocked = blocked_layout and proto is not None and block > 0 \
         and providers[0] == 'CPUExecutionProvider'
-    with tempfile.TemporaryDirectory(prefix='seg_perception_ort_') as scratch:
-        options = _options(ort, threads, spinning)
-        optimized = Path(scratch) / 'optimized.onnx'
-        if blocked:
-            options.optimized_model_filepath = str(optimized)
+    with contextlib.ExitStack() as stack:
         try:
-            session = ort.InferenceSession(model, options, providers=providers,
-                                           disabled_optimizers=disabled)
-        except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / ... types
-            raise ModelLoadError(artifact.path, f'not a loadable ONNX model ({err})') from err
-        if blocked and optimized.exists():
-            session, moved = _blocked_session(ort, session, optimized, proto, block,
-                                              _options(ort, threads, spinning), providers,
-                                              artifact)
+            scratch = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix='seg_perception_ort_')))
+        except OSError as err:
+            log.warning('no scratch directory for ORT\'s optimised graph (%s); %s loads '
+                        'without the blocked-layout rewrite', err, artifact.path)
+            blocked = False
+        session, first_error = None, None
+        if blocked:  # ORT writes its optimised graph there while it builds the session
+            options = _options(ort, threads, spinning)
+            options.optimized_model_filepath = str(scratch / 'optimized.onnx')
+            try:
+                session = ort.InferenceSession(model, options, providers=providers,
+                                               disabled_optimizers=disabled)
+            except Exception as err:  # e.g. it could not write the file: try without
+                first_error = err
+        if session is None:
+            try:
+                session = ort.InferenceSession(model, _options(ort, threads, spinning),
+                                               providers=providers,
+                                               disabled_optimizers=disabled)
+            except Exception as err:  # ORT raises its own Fail / InvalidGraph / ... types
+                raise ModelLoadError(artifact.path,
+                                     f'not a loadable ONNX model ({err})') from err
+            if first_error is not None:
+                log.warning('ONNX Runtime could not build %s while writing its optimised '
+                            'graph (%s); it runs without the blocked-layout rewrite',
+                            artifact.path, first_error)
+        elif blocked and (scratch / 'optimized.onnx').exists():
+            session, moved = _blocked_session(ort, session, scratch / 'optimized.onnx', proto,
+                                              block, _options(ort, threads, spinning),
+                                              providers, artifact)
             if moved:
                 rewrites['blocked_layout'] = moved
     inputs = session.get_inputs()

@@ -64,7 +64,9 @@ values, up to float rounding where said (timings: 360x480, one thread, AVX-512 X
   either: BiSegUNet's 19 binary convs took 73 of the Q/DQ graph's 270 ms (profiled, one
   thread, before the sign rewrite), and the float layers around them are the same in both
   graphs, so even binary convs that cost nothing would leave the Q/DQ graph at about 0.66x of
-  the float one. The INT8 speed-up this deployment is for is TensorRT's.
+  the float one (with every rewrite here and the blocked layout: 37 ms of binary convs and
+  10 ms of alpha scalings in 177 ms, so about 0.73x). The INT8 speed-up this deployment is
+  for is TensorRT's.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def keep_blocked(model, shapes: dict[str, tuple], block: int) -> int:
     def attrs(node) -> dict:
         return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
-    # Plain tensor -> (blocked tensor, real channels), for the outputs of ReorderOutputs.
+    # Plain tensor -> the blocked tensor it was reordered from (ReorderOutput outputs).
     reordered = {}
     for node in nodes:
         if node.domain == NCHWC and node.op_type == 'ReorderOutput':
@@ -152,12 +152,12 @@ def keep_blocked(model, shapes: dict[str, tuple], block: int) -> int:
         rebuilt.extend(_moved(plan, blocked, attrs(node), block, graph))
         if out in outputs or any(id(c) not in plans and not _is_reorder_input(c)
                                  for c in consumers[out]):
-            pooled_4d = plan.kind == 'pool' and plan.plain_shape != plan.shape
-            plain = f'{out}/plain' if pooled_4d else out
+            flat = plan.kind == 'pool' and plan.plain_shape != plan.shape  # keepdims=0
+            plain = f'{out}/plain' if flat else out
             rebuilt.append(helper.make_node('ReorderOutput', [blocked[out]], [plain],
                                             domain=NCHWC, channels=plan.channels,
                                             channels_last=0, name=f'{out}/reorder_output'))
-            if pooled_4d:   # keepdims=0: back to the ReduceMean's own shape
+            if flat:   # back to the ReduceMean's own shape
                 rebuilt.append(helper.make_node(
                     'Reshape', [plain, _constant(graph, f'{out}/shape', plan.plain_shape)],
                     [out], name=f'{out}/reshape'))

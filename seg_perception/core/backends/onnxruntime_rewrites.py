@@ -312,10 +312,10 @@ _ELEMENTWISE_ACTS = frozenset({'Relu', 'LeakyRelu', 'Clip', 'Sigmoid', 'HardSigm
 
 def _conv_branch(graph: _Graph, name: str, readers: Counter, live: set):
     """(Conv, activation or None) producing `name`, each read only by the next; else None."""
-    node = graph._producers.get(name)
+    node = graph.producer(name)
     act = None
     if node is not None and node.op_type in _ELEMENTWISE_ACTS:
-        act, node = node, graph._producers.get(node.input[0])
+        act, node = node, graph.producer(node.input[0])
         if node is None or readers[node.output[0]] != 1 or node.output[0] in live:
             return None
     if node is None or node.op_type != 'Conv' or readers[name] != 1 or name in live:
@@ -327,8 +327,9 @@ def _node_key(graph: _Graph, node) -> tuple | None:
     """What makes two activations compute the same: type, attributes, constant inputs."""
     if node is None:
         return None
-    consts = tuple(None if not i else tuple(np.ravel(graph.constant(i)).tolist())
-                   if graph.constant(i) is not None else ('tensor', i) for i in node.input[1:])
+    values = [(i, graph.constant(i) if i else None) for i in node.input[1:]]
+    consts = tuple(None if not i else ('tensor', i) if v is None else tuple(np.ravel(v).tolist())
+                   for i, v in values)
     return node.op_type, tuple(sorted((a.name, str(a)) for a in node.attribute)), consts
 
 
@@ -531,9 +532,10 @@ class _Graph:
         if self.shapes:
             self._shapes = inferred_shapes(self.model)
 
-    def producer(self, name: str, op_type: str) -> onnx.NodeProto | None:
+    def producer(self, name: str, op_type: str | None = None) -> onnx.NodeProto | None:
+        """The node writing `name` (of type `op_type` when given), else None."""
         node = self._producers.get(name)
-        return node if node is not None and node.op_type == op_type else None
+        return node if node is not None and op_type in (None, node.op_type) else None
 
     def rank(self, name: str) -> int | None:
         shape = self._shapes.get(name)
